@@ -1,0 +1,5 @@
+import sys
+
+from lxmert.cli import main
+
+sys.exit(main())
