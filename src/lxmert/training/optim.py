@@ -1,0 +1,161 @@
+"""The release's optimiser ("BertAdam") and its warmup-linear schedule, plus AdamW.
+
+LXMERT was trained with the BERT-era optimiser from `pytorch_pretrained_bert`, which
+differs from `torch.optim.Adam(W)` in two ways that change the numbers: there is NO bias
+correction of the moments (so early steps are small, which the warm-up hides), and the
+weight decay is decoupled (added to the Adam update, not to the gradient) and applied to
+every parameter, LayerNorm and biases included. We reproduce it exactly so that the
+released recipes (lr 1e-4 pre-training, 5e-5 / 1e-5 fine-tuning) mean what they meant.
+
+The learning rate schedule is kept outside the optimiser (a `LambdaLR`), which makes it
+checkpointable with the usual `state_dict()` and lets AdamW share it. The release's
+schedule evaluates `warmup_linear(step / t_total)` *before* incrementing the step, so
+the very first update uses lr 0; `LambdaLR` does the same and we keep that quirk.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+__all__ = [
+    "BertAdam",
+    "warmup_linear",
+    "build_optimizer",
+    "build_scheduler",
+]
+
+
+def warmup_linear(progress: float, warmup: float) -> float:
+    """Multiplier of the base lr at `progress` = step / total_steps.
+
+    Linear ramp from 0 to 1 over the first `warmup` fraction, then linear decay that
+    reaches 0 at progress 1 (and stays 0 after it), as in the release.
+    """
+    if warmup > 0 and progress < warmup:
+        return progress / warmup
+    if warmup >= 1.0:
+        return 1.0
+    return max((progress - 1.0) / (warmup - 1.0), 0.0)
+
+
+class BertAdam(Optimizer):
+    """Adam without bias correction, with decoupled weight decay (the release's update).
+
+    Per parameter p with gradient g (after any clipping done by the caller):
+        m <- b1 m + (1 - b1) g
+        v <- b2 v + (1 - b2) g^2
+        u  = m / (sqrt(v) + eps) + weight_decay * p
+        p <- p - lr * u
+    `lr` is read from the param group every step, so a scheduler may change it. Gradient
+    clipping lives outside, as in the release (`clip_grad_norm_` over all parameters).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+    ) -> None:
+        if lr < 0.0:
+            raise ValueError(f"invalid learning rate {lr} (must be >= 0)")
+        if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"invalid betas {betas} (each must be in [0, 1))")
+        if eps < 0.0:
+            raise ValueError(f"invalid eps {eps} (must be >= 0)")
+        if weight_decay < 0.0:
+            raise ValueError(f"invalid weight_decay {weight_decay} (must be >= 0)")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError("BertAdam does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                update = exp_avg / (exp_avg_sq.sqrt() + eps)
+                if decay > 0.0:
+                    update.add_(p, alpha=decay)
+                p.add_(update, alpha=-lr)
+                state["step"] += 1
+        return loss
+
+
+def build_optimizer(
+    model: torch.nn.Module,
+    name: str = "bertadam",
+    lr: float = 1e-4,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-6,
+    decay_norm_and_bias: bool = True,
+) -> Optimizer:
+    """`bertadam` (the release) or `adamw` (torch's, fused on CUDA, foreach elsewhere).
+
+    `decay_norm_and_bias=True` decays every parameter as the release did; False puts
+    biases and LayerNorm weights in a group without decay (the modern convention).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_norm_and_bias:
+        groups: list[dict[str, Any]] = [{"params": params}]
+    else:
+        decay, no_decay = [], []
+        for pname, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "LayerNorm" in pname or "norm" in pname.lower() else decay).append(p)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    key = name.lower()
+    if key == "bertadam":
+        return BertAdam(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    if key == "adamw":
+        on_cuda = all(p.is_cuda for p in params) and len(params) > 0
+        kwargs: dict[str, Any] = {"fused": True} if on_cuda else {"foreach": True}
+        return torch.optim.AdamW(
+            groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, **kwargs
+        )
+    raise ValueError(f"unknown optimizer {name!r} (expected 'bertadam' or 'adamw')")
+
+
+def build_scheduler(
+    optimizer: Optimizer, total_steps: int, warmup: float, kind: str = "warmup_linear"
+) -> LambdaLR:
+    """Per-update lr multiplier: `warmup_linear` (release) or `constant` (after warm-up)."""
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be positive, got {total_steps}")
+    if not 0.0 <= warmup <= 1.0:
+        raise ValueError(f"warmup is a fraction of the run in [0, 1], got {warmup}")
+    if kind == "warmup_linear":
+        return LambdaLR(optimizer, lambda step: warmup_linear(step / total_steps, warmup))
+    if kind == "constant":
+        warm_steps = max(1, math.ceil(warmup * total_steps)) if warmup > 0 else 0
+
+        def constant(step: int) -> float:
+            return min(1.0, step / warm_steps) if warm_steps else 1.0
+
+        return LambdaLR(optimizer, constant)
+    raise ValueError(f"unknown schedule {kind!r} (expected 'warmup_linear' or 'constant')")

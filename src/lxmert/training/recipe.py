@@ -1,0 +1,343 @@
+"""Recipes: one TOML file per experiment, every field overridable, the result saved with the run.
+
+A recipe has a `task` ("pretrain", "vqa", "gqa" or "nlvr2") and sections:
+`[model]` (LxmertConfig fields and `init`, the checkpoint to start from), `[data]`,
+`[optim]`, `[train]` and, for pre-training, `[pretrain]` (the five objectives).
+Command-line overrides use dotted keys (`--set optim.lr=1e-4 train.epochs=2`); the value
+is read as a TOML value when it parses as one (numbers, booleans, lists, quoted strings)
+and as a bare string otherwise. Unknown keys are errors naming the file and the key: a typo
+in a recipe must never silently train the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from lxmert.utils import atomic_write_text
+
+TASKS = ("pretrain", "vqa", "gqa", "nlvr2")
+
+__all__ = [
+    "TASKS",
+    "Recipe",
+    "ModelSection",
+    "DataSection",
+    "OptimSection",
+    "TrainSection",
+    "PretrainSection",
+    "load_recipe",
+    "apply_overrides",
+    "parse_override",
+    "configs_dir",
+]
+
+
+@dataclass
+class ModelSection:
+    """Where the network comes from.
+
+    `init`: a checkpoint directory (ours, HF or an imported original) to start from; empty
+    = random init from `config`. `config`: LxmertConfig fields (sizes, layers, dropouts).
+    `answers`: answer table of the task head ("vqa", "gqa", a label2ans JSON path, or empty
+    for the table found in the data directory).
+    """
+
+    init: str = ""
+    answers: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    """Splits and sizes. `train_limit` > 0 keeps only the first N training examples."""
+
+    train: list[str] = field(default_factory=lambda: ["train"])
+    valid: str = "valid"
+    test: str = "test"
+    max_seq_length: int = 20
+    num_workers: int = 0
+    train_limit: int = 0
+    valid_limit: int = 0
+
+
+@dataclass
+class OptimSection:
+    """Optimiser and schedule; defaults are the release's pre-training numbers."""
+
+    name: str = "bertadam"
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-6
+    warmup: float = 0.05
+    schedule: str = "warmup_linear"
+    max_grad_norm: float = 1.0
+    decay_norm_and_bias: bool = True
+
+
+@dataclass
+class TrainSection:
+    """Loop settings. `batch_size` is GLOBAL (split over DDP ranks and accumulation)."""
+
+    batch_size: int = 256
+    grad_accum: int = 1
+    epochs: int = 20
+    max_steps: int = 0
+    save_every: int = 0
+    keep_last: int = 2
+    log_every: int = 10
+    eval_every: int = 0
+    amp: str = "none"
+    device: str = "auto"
+    seed: int = 9595
+    progress: bool = True
+
+
+@dataclass
+class PretrainSection:
+    """The five objectives (each switchable) and their masking rates.
+
+    `qa_from_epoch`: first epoch (0-based) with the QA loss; the paper adds QA for the last
+    10 of 20 epochs (10), the public code from the start (0).
+    """
+
+    mask_lm: bool = True
+    obj_predict: bool = True
+    matched: bool = True
+    qa: bool = True
+    qa_from_epoch: int = 0
+    visual_obj_loss: bool = True
+    visual_attr_loss: bool = True
+    visual_feat_loss: bool = True
+    word_mask_rate: float = 0.15
+    obj_mask_rate: float = 0.15
+
+
+@dataclass
+class Recipe:
+    """A whole experiment; `Recipe.to_dict()` is what a run saves as config.json."""
+
+    task: str = "pretrain"
+    name: str = ""
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, source: str = "recipe") -> None:
+        """Check values that would otherwise fail late (or, worse, not at all)."""
+        problems = []
+        if self.task not in TASKS:
+            problems.append(f"task = {self.task!r} (expected one of {', '.join(TASKS)})")
+        if self.train.batch_size <= 0:
+            problems.append(f"train.batch_size = {self.train.batch_size} (must be > 0)")
+        if self.train.grad_accum <= 0:
+            problems.append(f"train.grad_accum = {self.train.grad_accum} (must be > 0)")
+        if self.train.amp not in ("none", "bf16", "fp16"):
+            problems.append(f"train.amp = {self.train.amp!r} (expected none, bf16 or fp16)")
+        if self.optim.name.lower() not in ("bertadam", "adamw"):
+            problems.append(f"optim.name = {self.optim.name!r} (expected bertadam or adamw)")
+        if self.optim.schedule not in ("warmup_linear", "constant"):
+            problems.append(f"optim.schedule = {self.optim.schedule!r}")
+        if not 0.0 <= self.optim.warmup <= 1.0:
+            problems.append(f"optim.warmup = {self.optim.warmup} (a fraction in [0, 1])")
+        if len(self.optim.betas) != 2:
+            problems.append(f"optim.betas = {self.optim.betas} (two numbers)")
+        if self.model.config:
+            from lxmert.config import LxmertConfig
+
+            known = {f.name for f in dataclasses.fields(LxmertConfig)}
+            for key in self.model.config:
+                if key not in known:
+                    problems.append(f"model.{key}: not an LxmertConfig field")
+        if problems:
+            raise ValueError(f"{source}: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """Layout of the TOML files: LxmertConfig fields sit directly in [model]."""
+        data = self.to_dict()
+        model = data["model"]
+        config = model.pop("config")
+        model.update(config)
+        return data
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the resolved recipe as JSON (atomic)."""
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "recipe") -> "Recipe":
+        """Build from the TOML layout (or a saved config.json); errors name `source`."""
+        data = dict(data)
+        model = dict(data.get("model") or {})
+        config = dict(model.pop("config", {}) or {})
+        for key in list(model):
+            if key not in ("init", "answers"):
+                config[key] = model.pop(key)
+        model["config"] = config
+        data["model"] = model
+        recipe = _build(cls, data, source, prefix="")
+        recipe.validate(source)
+        return recipe
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check and convert one value to its field type (int -> float allowed, not the reverse)."""
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # `--set data.train=train` is a one-element list
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
+    raise TypeError(f"{where}: unsupported field type {annotation!r}")  # pragma: no cover
+
+
+def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: [{prefix.rstrip('.')}] must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} "
+            f"(known in this section: {', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, source, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{source}: {prefix}{name}")
+    obj = cls.__new__(cls)
+    # Fill defaults first, then given values, without running Recipe.__post_init__ early.
+    for name, f in fields.items():
+        if name in kwargs:
+            setattr(obj, name, kwargs[name])
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            setattr(obj, name, f.default_factory())  # type: ignore[misc]
+        else:
+            setattr(obj, name, f.default)
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"optim.lr=1e-4"` -> (["optim", "lr"], 1e-4); values parse as TOML when they can."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ValueError(f"override {text!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of the TOML-layout dict `data` with dotted overrides applied."""
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ValueError(f"override {text!r}: {part} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def configs_dir() -> Path | None:
+    """The repository's configs/ folder, when running from a checkout (None otherwise)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "configs"
+        if candidate.is_dir() and (parent / "pyproject.toml").is_file():
+            return candidate
+    return None
+
+
+def _resolve_recipe_path(name: str | os.PathLike) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    folder = configs_dir()
+    if folder is not None:
+        for candidate in (folder / f"{name}", folder / f"{name}.toml"):
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(
+        f"recipe {str(name)!r} not found (give a .toml path"
+        + (f" or one of: {', '.join(sorted(p.stem for p in folder.glob('*.toml')))})" if folder else ")")
+    )
+
+
+def load_recipe(
+    path: str | os.PathLike | None = None,
+    overrides: Iterable[str] = (),
+    task: str | None = None,
+) -> Recipe:
+    """Read a recipe (path, or a name from configs/), apply overrides, validate.
+
+    `path` may also be a saved run `config.json` (JSON layout). `task`, when given, must
+    agree with the recipe's task (or sets it when the recipe has none).
+    """
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        file = _resolve_recipe_path(path)
+        source = str(file)
+        text = file.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if file.suffix == ".json" else tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{file}: cannot parse ({err})") from err
+    if task is not None:
+        if "task" in data and data["task"] != task:
+            raise ValueError(f"{source}: recipe is for task {data['task']!r}, not {task!r}")
+        data["task"] = task
+    data = apply_overrides(data, overrides)
+    return Recipe.from_dict(data, source=source)
