@@ -26,19 +26,21 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import tempfile
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from lxmert.utils import atomic_open
+
 __all__ = [
     "FIELDNAMES",
     "TsvFormatError",
+    "b64_decoded_length",
     "decode_row",
     "encode_row",
     "iter_lines",
     "read_tsv",
+    "split_header",
     "write_tsv",
 ]
 
@@ -295,24 +297,11 @@ def write_tsv(
     """
     if newline not in ("\n", "\r\n"):
         raise ValueError(f"newline must be '\\n' or '\\r\\n', got {newline!r}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            for record in records:
-                f.write(encode_row(record))
-                f.write(newline)
-                count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a TSV is ordinary shared data
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        os.fchmod(f.fileno(), 0o644)  # mkstemp creates 0600; a TSV is ordinary shared data
+        for record in records:
+            f.write(encode_row(record))
+            f.write(newline)
+            count += 1
     return count
