@@ -1,0 +1,139 @@
+"""`LxmertModel`: language encoder, object-relationship encoder, cross-modality encoder, pooler.
+
+Read top to bottom: embeddings -> 9 BERT layers over words and 5 over objects, in
+parallel -> 5 cross-modality layers -> tanh pooler on the language [CLS]. The model never
+reads files, tokenizes or knows about tasks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lxmert.config import LxmertConfig
+from lxmert.modeling.attention import additive_mask
+from lxmert.modeling.base import LxmertPreTrainedModel
+from lxmert.modeling.embeddings import TextEmbeddings, VisualFeatEncoder
+from lxmert.modeling.layers import BertLayer, CrossModalityLayer
+from lxmert.modeling.outputs import LxmertModelOutput
+
+
+class LxmertEncoder(nn.Module):
+    def __init__(self, config: LxmertConfig) -> None:
+        super().__init__()
+        self.visn_fc = VisualFeatEncoder(config)
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.l_layers))
+        self.r_layers = nn.ModuleList(BertLayer(config) for _ in range(config.r_layers))
+        self.x_layers = nn.ModuleList(CrossModalityLayer(config) for _ in range(config.x_layers))
+
+    def forward(
+        self,
+        lang: torch.Tensor,
+        lang_mask: torch.Tensor | None,
+        visual_feats: torch.Tensor,
+        visual_pos: torch.Tensor,
+        visn_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> LxmertModelOutput:
+        out = LxmertModelOutput()
+        keep = output_hidden_states
+        lang_states: list[torch.Tensor] = []
+        visn_states: list[torch.Tensor] = []
+        maps: dict[str, list[torch.Tensor]] = {k: [] for k in (
+            "language_attentions", "vision_attentions", "cross_encoder_attentions",
+            "cross_encoder_vision_attentions", "cross_language_attentions", "cross_vision_attentions")}
+
+        visn = self.visn_fc(visual_feats, visual_pos)
+        for layer in self.layer:
+            lang, probs = layer(lang, lang_mask, output_attentions)
+            if keep:
+                lang_states.append(lang)
+            if output_attentions:
+                maps["language_attentions"].append(probs)
+        for layer in self.r_layers:
+            visn, probs = layer(visn, visn_mask, output_attentions)
+            if keep:
+                visn_states.append(visn)
+            if output_attentions:
+                maps["vision_attentions"].append(probs)
+        for layer in self.x_layers:
+            lang, visn, (l2v, v2l, lp, vp) = layer(lang, lang_mask, visn, visn_mask, output_attentions)
+            if keep:
+                lang_states.append(lang)
+                visn_states.append(visn)
+            if output_attentions:
+                maps["cross_encoder_attentions"].append(l2v)
+                maps["cross_encoder_vision_attentions"].append(v2l)
+                maps["cross_language_attentions"].append(lp)
+                maps["cross_vision_attentions"].append(vp)
+
+        out.language_output, out.vision_output = lang, visn
+        if keep:
+            out.language_hidden_states = tuple(lang_states)
+            out.vision_hidden_states = tuple(visn_states)
+        if output_attentions:
+            for name, values in maps.items():
+                setattr(out, name, tuple(values))
+        return out
+
+
+class LxmertPooler(nn.Module):
+    def __init__(self, config: LxmertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, language_output: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(language_output[:, 0]))
+
+
+def _check_inputs(input_ids, inputs_embeds, visual_feats, visual_pos, config: LxmertConfig) -> None:
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if visual_feats is None or visual_pos is None:
+        raise ValueError("visual_feats and visual_pos are required")
+    if visual_feats.shape[-1] != config.visual_feat_dim:
+        raise ValueError(f"visual_feats last dim {visual_feats.shape[-1]} != "
+                         f"config.visual_feat_dim {config.visual_feat_dim}")
+    if visual_pos.shape[-1] != config.visual_pos_dim or visual_pos.shape[:-1] != visual_feats.shape[:-1]:
+        raise ValueError(f"visual_pos shape {tuple(visual_pos.shape)} does not match "
+                         f"visual_feats {tuple(visual_feats.shape)} / visual_pos_dim {config.visual_pos_dim}")
+
+
+class LxmertModel(LxmertPreTrainedModel):
+    """The LXMERT encoder: returns language, object and pooled representations."""
+
+    def __init__(self, config: LxmertConfig) -> None:
+        super().__init__(config)
+        self.embeddings = TextEmbeddings(config)
+        self.encoder = LxmertEncoder(config)
+        self.pooler = LxmertPooler(config)
+        self.init_weights()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        visual_feats: torch.Tensor | None = None,
+        visual_pos: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        visual_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        **unused,
+    ) -> LxmertModelOutput:
+        """`inputs_embeds` are word embeddings BEFORE position/type are added (used by
+        adversarial training to perturb words as VILLA does)."""
+        _check_inputs(input_ids, inputs_embeds, visual_feats, visual_pos, self.config)
+        lang = self.embeddings(input_ids, token_type_ids, inputs_embeds)
+        dtype = lang.dtype
+        lang_mask = additive_mask(attention_mask, dtype)
+        visn_mask = additive_mask(visual_attention_mask, dtype)
+        out = self.encoder(lang, lang_mask, visual_feats, visual_pos, visn_mask,
+                           output_attentions, output_hidden_states)
+        out.pooled_output = self.pooler(out.language_output)
+        return out

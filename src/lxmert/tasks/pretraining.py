@@ -1,0 +1,115 @@
+"""`LxmertForPreTraining`: the five pre-training objectives and their weighting.
+
+Total loss = MLM + matching + obj + attr + feat + QA (plain sum, as the release). Each
+visual loss is (per-object loss x weight).mean() over all B*N objects, times
+`visual_loss_normalizer` (1/0.15): obj/attr are weighted by detector confidence on ALL
+objects; feat (SmoothL1 averaged over dims) by the chosen-object mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lxmert.config import LxmertConfig
+from lxmert.modeling.base import LxmertPreTrainedModel
+from lxmert.modeling.heads import AnswerHead, PreTrainingHeads, VisualObjHead
+from lxmert.modeling.lxmert import LxmertModel
+from lxmert.modeling.outputs import LxmertForPreTrainingOutput
+
+IGNORE_INDEX = -100
+
+
+def _ce_ignoring(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over non-ignored rows; 0 (with a graph) when every row is ignored.
+
+    `F.cross_entropy` returns NaN for an all-ignored batch, which happens routinely for QA
+    (a batch of captions) and would poison the summed loss.
+    """
+    if bool((labels != IGNORE_INDEX).any()):
+        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+    return logits.sum() * 0.0
+
+
+class LxmertForPreTraining(LxmertPreTrainedModel):
+    def __init__(self, config: LxmertConfig) -> None:
+        super().__init__(config)
+        self.lxmert = LxmertModel(config)
+        self.cls = PreTrainingHeads(config)
+        if config.task_obj_predict:
+            self.obj_predict_head = VisualObjHead(config)
+        if config.task_qa:
+            d = config.hidden_size
+            self.answer_head = AnswerHead(d, 2 * d, config.num_qa_labels, config.layer_norm_eps)
+        self.init_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.lxmert.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        visual_feats: torch.Tensor | None = None,
+        visual_pos: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        visual_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        obj_labels: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        matched_label: torch.Tensor | None = None,
+        ans: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        sparse_mlm: bool = False,
+        **unused,
+    ) -> LxmertForPreTrainingOutput:
+        """`sparse_mlm=True` computes word logits only where `labels != -100` (the
+        30522-way decoder is the single largest GEMM of the step, and ~85% of its rows
+        are thrown away otherwise); `prediction_logits` is then [n_masked, vocab]."""
+        cfg = self.config
+        enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
+                          token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
+        lang, visn, pooled = enc.language_output, enc.vision_output, enc.pooled_output
+        out = LxmertForPreTrainingOutput(**{k: getattr(enc, k) for k in enc.keys()})
+        losses: dict[str, torch.Tensor] = {}
+
+        if sparse_mlm and labels is not None:
+            chosen = labels != IGNORE_INDEX
+            out.prediction_logits = self.cls.predictions(lang[chosen])
+            if cfg.task_mask_lm:
+                losses["mlm"] = _ce_ignoring(out.prediction_logits, labels[chosen])
+        else:
+            out.prediction_logits = self.cls.predictions(lang)
+            if labels is not None and cfg.task_mask_lm:
+                losses["mlm"] = _ce_ignoring(out.prediction_logits.view(-1, cfg.vocab_size), labels.view(-1))
+
+        out.cross_relationship_score = self.cls.seq_relationship(pooled)
+        if matched_label is not None and cfg.task_matched:
+            losses["matched"] = _ce_ignoring(out.cross_relationship_score, matched_label.view(-1))
+
+        if cfg.task_obj_predict:
+            out.obj_logits = self.obj_predict_head(visn)
+            if obj_labels is not None:
+                for key, logits in out.obj_logits.items():
+                    if key not in obj_labels:
+                        continue
+                    target, weight = obj_labels[key]
+                    flat = logits.reshape(-1, logits.shape[-1]).float()
+                    if key == "feat":
+                        per_obj = F.smooth_l1_loss(flat, target.reshape(flat.shape).float(),
+                                                   reduction="none").mean(dim=1)
+                    else:
+                        per_obj = F.cross_entropy(flat, target.reshape(-1), reduction="none")
+                    losses[key] = (per_obj * weight.reshape(-1).float()).mean() * cfg.visual_loss_normalizer
+
+        if cfg.task_qa:
+            out.question_answering_score = self.answer_head(pooled)
+            if ans is not None:
+                losses["qa"] = _ce_ignoring(out.question_answering_score, ans.view(-1))
+
+        if losses:
+            out.loss = torch.stack(list(losses.values())).sum()
+            out.losses = {k: v.detach() for k, v in losses.items()}
+        out.language_output, out.vision_output, out.pooled_output = lang, visn, pooled
+        return out
