@@ -1,0 +1,251 @@
+"""Official metrics and test-server files for every task LXMERT is fine-tuned on.
+
+Per task, a full evaluator returning fractions plus the official printout (percent):
+:func:`evaluate_vqa`, :func:`evaluate_gqa`, :func:`evaluate_nlvr2`, :func:`evaluate_aokvqa`,
+:func:`evaluate_vizwiz`, :func:`evaluate_classification`; writers and readers for the
+prediction files the leaderboards take (:mod:`lxmert.evaluation.submissions`); and a small
+registry, :func:`get_metric`, that the training loop uses::
+
+    metric = get_metric("vqa")
+    scores = metric(predictions, dataset_annotations)   # {"accuracy": 0.69, ...}
+    best = scores[metric.primary]
+
+Registry metrics take ``predictions`` as ``{id: answer}`` (or the list-of-dicts form of the
+submission files) and the dataset's annotation entries, evaluate the predicted ids only
+(a validation pass over a subset is fine) and return a flat ``{name: float}`` dict; nested
+breakdowns are flattened to ``"accuracy/yes/no"``-style keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from .aokvqa import da_accuracy, evaluate_aokvqa, map_to_choice, select_choice
+from .classification import (
+    accuracy,
+    average_precision,
+    evaluate_classification,
+    f1_scores,
+    roc_auc,
+    subset_accuracy,
+)
+from .gqa import evaluate_gqa
+from .nlvr2 import evaluate_nlvr2
+from .submissions import (
+    read_predictions,
+    read_vizwiz_predictions,
+    write_aokvqa_submission,
+    write_classification_predictions,
+    write_gqa_submission,
+    write_nlvr2_predictions,
+    write_predictions,
+    write_vizwiz_submission,
+    write_vqa_submission,
+)
+from .vizwiz import evaluate_vizwiz
+from .vqa import (
+    evaluate_vqa,
+    label_score,
+    normalize_answer,
+    process_digit_article,
+    process_punctuation,
+    soft_scores,
+    vqa_accuracy,
+    vqa_soft_score,
+)
+
+__all__ = [
+    "METRICS",
+    "Metric",
+    "accuracy",
+    "average_precision",
+    "da_accuracy",
+    "evaluate_aokvqa",
+    "evaluate_classification",
+    "evaluate_gqa",
+    "evaluate_nlvr2",
+    "evaluate_vizwiz",
+    "evaluate_vqa",
+    "f1_scores",
+    "get_metric",
+    "label_score",
+    "map_to_choice",
+    "normalize_answer",
+    "process_digit_article",
+    "process_punctuation",
+    "read_predictions",
+    "read_vizwiz_predictions",
+    "roc_auc",
+    "select_choice",
+    "soft_scores",
+    "subset_accuracy",
+    "vqa_accuracy",
+    "vqa_soft_score",
+    "write_aokvqa_submission",
+    "write_classification_predictions",
+    "write_gqa_submission",
+    "write_nlvr2_predictions",
+    "write_predictions",
+    "write_vizwiz_submission",
+    "write_vqa_submission",
+]
+
+_SKIP = {"official", "per_question"}
+
+
+def _flatten(result: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of a nested result as flat keys: ``per_answer_type: {"yes/no": x}`` ->
+    ``"accuracy/yes/no"``, ``per_semantic_type: {"rel": x}`` -> ``"accuracy/semantic_type/rel"``."""
+    out: dict[str, float] = {}
+    for k, v in result.items():
+        if k in _SKIP:
+            continue
+        if isinstance(v, Mapping):
+            if k == "per_answer_type":
+                prefix = "accuracy/"
+            elif k.startswith("per_"):
+                prefix = f"accuracy/{k[4:]}/"
+            else:
+                prefix = f"{k}/"
+            for kk, vv in v.items():
+                if isinstance(vv, (int, float)) and not isinstance(vv, bool):
+                    out[f"{prefix}{kk}"] = float(vv)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = float(v)
+    return out
+
+
+_LIST_KEYS = (("question_id", "answer"), ("questionId", "prediction"), ("image", "answer"),
+              ("identifier", "label"), ("identifier", "prediction"), ("id", "label"))
+
+
+def _as_map(predictions: Any) -> dict[Any, Any]:
+    if isinstance(predictions, Mapping):
+        return dict(predictions)
+    rows = list(predictions)
+    if not rows:
+        return {}
+    if isinstance(rows[0], Mapping):
+        for id_key, val_key in _LIST_KEYS:
+            if id_key in rows[0] and val_key in rows[0]:
+                return {r[id_key]: r[val_key] for r in rows}
+        raise KeyError(f"cannot read predictions with keys {sorted(rows[0])}")
+    return dict(rows)
+
+
+def _vqa(predictions: Any, annotations: Any) -> dict[str, float]:
+    preds = _as_map(predictions)
+    entries = list(annotations.values()) if isinstance(annotations, Mapping) else list(annotations)
+    by_id = {e["question_id"]: e for e in entries}
+    out: dict[str, float] = {}
+    labelled = all("label" in by_id.get(q, {}) for q in preds)
+    if labelled:
+        out["label_score"] = label_score(preds, {q: by_id[q]["label"] for q in preds})
+    if all("answers" in by_id.get(q, {}) for q in preds):
+        res = evaluate_vqa(preds, by_id, missing="ignore")
+        out.update(_flatten(res))
+    elif labelled:
+        # Soft labels equal the official leave-one-out accuracy of each answer (see
+        # vqa.soft_scores), so the release's score stands in for it.
+        out["accuracy"] = out["label_score"]
+        per: dict[str, list[float]] = {}
+        for q, a in preds.items():
+            t = by_id[q].get("answer_type")
+            if t is not None:
+                per.setdefault(t, []).append(float(by_id[q]["label"].get(a, 0.0)))
+        out.update({f"accuracy/{t}": sum(v) / len(v) for t, v in per.items()})
+    else:
+        raise KeyError("VQA annotations need 'answers' (official accuracy) or 'label' (soft "
+                       "scores) for every predicted question")
+    out["num_questions"] = float(len(preds))
+    return out
+
+
+def _gqa(predictions: Any, annotations: Any) -> dict[str, float]:
+    return _flatten(evaluate_gqa(_as_map(predictions), annotations, missing="ignore"))
+
+
+def _nlvr2(predictions: Any, annotations: Any) -> dict[str, float]:
+    return _flatten(evaluate_nlvr2(_as_map(predictions), annotations, missing="ignore"))
+
+
+def _aokvqa(predictions: Any, annotations: Any) -> dict[str, float]:
+    res = evaluate_aokvqa(_as_map(predictions), annotations, map_choices=True, missing="ignore")
+    return _flatten(res)
+
+
+def _vizwiz(predictions: Any, annotations: Any) -> dict[str, float]:
+    preds = _as_map(predictions)
+    answers: dict[Any, str] = {}
+    answerable: dict[Any, float] = {}
+    for k, v in preds.items():
+        if isinstance(v, Mapping):
+            if "answer" in v:
+                answers[k] = v["answer"]
+            if "answerable" in v:
+                answerable[k] = float(v["answerable"])
+        else:
+            answers[k] = v
+    res = evaluate_vizwiz(answers, annotations, answerable or None, missing="ignore")
+    return _flatten(res)
+
+
+def _classification(predictions: Any, annotations: Any) -> dict[str, float]:
+    preds = _as_map(predictions)
+    entries = list(annotations.values()) if isinstance(annotations, Mapping) else list(annotations)
+    by_id = {e["id"]: e for e in entries}
+    ids = list(preds)
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise KeyError(f"{len(missing)} predicted ids not in the annotations, e.g. {missing[:3]!r}")
+    labels = np.asarray([by_id[i]["label"] for i in ids])
+    scores = []
+    for i in ids:
+        p = preds[i]
+        s = p.get("scores", p.get("label")) if isinstance(p, Mapping) else p
+        scores.append(s)
+    res = evaluate_classification(labels, np.asarray(scores, dtype=np.float64))
+    return {k: float(v) for k, v in res.items() if isinstance(v, (int, float))}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task metric for the training loop: ``metric(predictions, annotations) -> dict``.
+
+    ``primary`` names the entry used to pick the best checkpoint (higher is better).
+    """
+
+    task: str
+    primary: str
+    fn: Callable[[Any, Any], dict[str, float]]
+    description: str
+
+    def __call__(self, predictions: Any, annotations: Iterable[Mapping[str, Any]] | Mapping[Any, Any]) -> dict[str, float]:
+        out = self.fn(predictions, annotations)
+        if self.primary not in out or math.isnan(out[self.primary]):
+            raise ValueError(f"{self.task} metric produced no {self.primary!r}")
+        return out
+
+
+METRICS: dict[str, Metric] = {
+    "vqa": Metric("vqa", "accuracy", _vqa,
+                  "official VQA accuracy (or the release's soft-label score without raw answers)"),
+    "gqa": Metric("gqa", "accuracy", _gqa, "GQA exact-match accuracy"),
+    "nlvr2": Metric("nlvr2", "accuracy", _nlvr2, "NLVR2 accuracy and consistency"),
+    "aokvqa": Metric("aokvqa", "mc_accuracy", _aokvqa, "A-OKVQA multiple-choice / direct-answer"),
+    "vizwiz": Metric("vizwiz", "accuracy", _vizwiz, "VizWiz accuracy and answerability AP"),
+    "classification": Metric("classification", "accuracy", _classification,
+                             "accuracy, macro/micro F1, AUROC"),
+}
+
+
+def get_metric(task: str) -> Metric:
+    """The registry metric of ``task`` (vqa, gqa, nlvr2, aokvqa, vizwiz, classification)."""
+    try:
+        return METRICS[task]
+    except KeyError:
+        raise KeyError(f"no metric for task {task!r}; known: {sorted(METRICS)}") from None
