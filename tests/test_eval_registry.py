@@ -1,0 +1,52 @@
+"""get_metric: the training loop's entry point."""
+
+from __future__ import annotations
+
+import pytest
+
+from lxmert.evaluation import METRICS, get_metric
+
+
+def test_vqa_metric_with_release_labels_and_official_answers():
+    metric = get_metric("vqa")
+    release = [
+        {"question_id": 1, "label": {"yes": 1.0}, "answer_type": "yes/no"},
+        {"question_id": 2, "label": {"2": 0.6, "3": 1.0}, "answer_type": "number"},
+    ]
+    out = metric({1: "yes", 2: "2"}, release)
+    assert out["accuracy"] == pytest.approx(0.8) and out["label_score"] == pytest.approx(0.8)
+    assert out["accuracy/number"] == pytest.approx(0.6)
+    official = [dict(r, answers=a) for r, a in zip(release, (["yes"] * 10, ["2"] * 2 + ["3"] * 8))]
+    out = metric([{"question_id": 1, "answer": "yes"}, {"question_id": 2, "answer": "two"}], official)
+    assert out["accuracy"] == pytest.approx(0.8)
+    assert out["accuracy/yes/no"] == 1.0
+    assert metric.primary == "accuracy"
+
+
+def test_every_task_has_a_metric_and_unknown_tasks_fail():
+    assert set(METRICS) == {"vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classification"}
+    with pytest.raises(KeyError, match="known"):
+        get_metric("coco")
+
+
+def test_other_registry_metrics():
+    nlvr = get_metric("nlvr2")({"dev-1-0-0": 1, "dev-1-1-0": 0},
+                               [{"identifier": "dev-1-0-0", "label": 1, "sent": "s"},
+                                {"identifier": "dev-1-1-0", "label": 1, "sent": "s"}])
+    assert nlvr == {"accuracy": 0.5, "consistency": 0.0, "num_examples": 2.0, "num_sentences": 1.0}
+    gqa = get_metric("gqa")({"a": "left"}, [{"question_id": "a", "label": {"left": 1.0}},
+                                            {"question_id": "b", "label": {"no": 1.0}}])
+    assert gqa["accuracy"] == 1.0 and gqa["num_questions"] == 1.0
+    aok = get_metric("aokvqa")({"q": "Bikes"}, [{"question_id": "q", "choices": ["bike", "car"],
+                                                "correct_choice_idx": 0, "direct_answers": ["bike"] * 10,
+                                                "difficult_direct_answer": False}])
+    assert aok["mc_accuracy"] == 1.0 and aok["da_accuracy"] == 0.0
+    viz = get_metric("vizwiz")({"a.jpg": {"answer": "yes", "answerable": 0.9},
+                               "b.jpg": {"answer": "unanswerable", "answerable": 0.1}},
+                              [{"image": "a.jpg", "answers": ["yes"] * 10, "answerable": 1},
+                               {"image": "b.jpg", "answers": ["unanswerable"] * 10, "answerable": 0}])
+    assert viz["accuracy"] == 1.0 and viz["unanswerable_ap"] == 1.0
+    cls = get_metric("classification")({"m1": 0.9, "m2": {"scores": 0.2}, "m3": 0.6},
+                                       [{"id": "m1", "label": 1}, {"id": "m2", "label": 0},
+                                        {"id": "m3", "label": 0}])
+    assert cls["accuracy"] == pytest.approx(2 / 3) and cls["auroc"] == 1.0
