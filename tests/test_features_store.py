@@ -392,3 +392,12 @@ def test_check_finds_corruption(tmp_path):
     assert any("features.bin: CRC-32 mismatch" in p for p in problems)
     assert any("features: 1 non-finite" in p for p in problems)
     assert any("features: 1 non-zero value(s) in padding" in p for p in problems)
+
+
+def test_fast_float16_widening_matches_numpy():
+    bits = np.arange(65536, dtype=np.uint16)
+    halves = bits.view(np.float16)
+    halves = halves[np.isfinite(halves)].reshape(-1, 2)  # every finite half, incl. subnormals and -0
+    dst = np.empty(halves.shape, np.float32)
+    store_mod._widen_into(dst, halves)
+    assert dst.view(np.uint32).tobytes() == halves.astype(np.float32).view(np.uint32).tobytes()
