@@ -50,3 +50,29 @@ def test_other_registry_metrics():
                                        [{"id": "m1", "label": 1}, {"id": "m2", "label": 0},
                                         {"id": "m3", "label": 0}])
     assert cls["accuracy"] == pytest.approx(2 / 3) and cls["auroc"] == 1.0
+
+
+def test_registry_accepts_dataclass_entries_and_keyed_dicts():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Entry:              # the shape of lxmert.data.qa.QAEntry
+        question_id: int
+        img_id: str
+        sent: str
+        label: dict | None
+
+    entries = [Entry(1, "img", "q?", {"yes": 1.0}), Entry(2, "img", "q?", {"no": 0.3})]
+    assert get_metric("vqa")({1: "yes", 2: "no"}, entries)["accuracy"] == pytest.approx(0.65)
+    # a dataset object exposing .entries
+    ds = type("DS", (), {"entries": entries})()
+    assert get_metric("vqa")({1: "no"}, ds)["accuracy"] == 0.0
+    # GQA's questions file is keyed by id and its entries do not repeat it
+    questions = {"07": {"answer": "left", "isBalanced": True, "types": {"structural": "query",
+                                                                          "semantic": "rel"}}}
+    out = get_metric("gqa")({"07": "left"}, questions)
+    assert out["accuracy"] == 1.0 and out["accuracy/structural_type/query"] == 1.0
+    with pytest.raises(KeyError, match="not in the annotations"):
+        get_metric("vqa")({3: "x"}, entries)
+    with pytest.raises(KeyError, match="need 'answers'"):
+        get_metric("vqa")({1: "yes"}, [Entry(1, "i", "s", None)])

@@ -18,9 +18,10 @@ breakdowns are flattened to ``"accuracy/yes/no"``-style keys.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -137,15 +138,50 @@ def _as_map(predictions: Any) -> dict[Any, Any]:
     return dict(rows)
 
 
+def _entry_dict(entry: Any, i: int) -> Mapping[str, Any]:
+    """A dataset entry as a dict: dicts pass, dataclasses (e.g. ``lxmert.data.qa.QAEntry``)
+    and plain objects are read field by field."""
+    if isinstance(entry, Mapping):
+        return entry
+    if dataclasses.is_dataclass(entry) and not isinstance(entry, type):
+        return {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}
+    if hasattr(entry, "__dict__"):
+        return vars(entry)
+    raise TypeError(f"annotation #{i} must be a dict or a dataclass, got {type(entry).__name__}")
+
+
+def _entries(annotations: Any, key: str) -> list[Mapping[str, Any]]:
+    """The annotation entries as a list of dicts, from a list, ``{id: entry}`` (the id is
+    put under ``key`` when the entry lacks it, as in GQA's questions file), an official file
+    dict (``{"annotations": [...]}``) or a dataset object exposing ``entries``."""
+    if hasattr(annotations, "entries") and not isinstance(annotations, Mapping):
+        annotations = annotations.entries
+    if isinstance(annotations, Mapping):
+        inner = annotations.get("annotations")
+        if isinstance(inner, list):
+            annotations = inner
+        else:
+            out = []
+            for i, (ident, e) in enumerate(annotations.items()):
+                d = _entry_dict(e, i)
+                out.append(d if key in d else {**d, key: ident})
+            return out
+    return [_entry_dict(e, i) for i, e in enumerate(annotations)]
+
+
 def _vqa(predictions: Any, annotations: Any) -> dict[str, float]:
     preds = _as_map(predictions)
-    entries = list(annotations.values()) if isinstance(annotations, Mapping) else list(annotations)
+    entries = _entries(annotations, "question_id")
     by_id = {e["question_id"]: e for e in entries}
+    unknown = [q for q in preds if q not in by_id]
+    if unknown:
+        raise KeyError(f"{len(unknown)} predicted question ids are not in the annotations, "
+                       f"e.g. {unknown[:3]!r}")
     out: dict[str, float] = {}
-    labelled = all("label" in by_id.get(q, {}) for q in preds)
+    labelled = all(by_id[q].get("label") is not None for q in preds)
     if labelled:
         out["label_score"] = label_score(preds, {q: by_id[q]["label"] for q in preds})
-    if all("answers" in by_id.get(q, {}) for q in preds):
+    if all(by_id[q].get("answers") is not None for q in preds):
         res = evaluate_vqa(preds, by_id, missing="ignore")
         out.update(_flatten(res))
     elif labelled:
@@ -166,15 +202,18 @@ def _vqa(predictions: Any, annotations: Any) -> dict[str, float]:
 
 
 def _gqa(predictions: Any, annotations: Any) -> dict[str, float]:
-    return _flatten(evaluate_gqa(_as_map(predictions), annotations, missing="ignore"))
+    entries = _entries(annotations, "question_id")
+    return _flatten(evaluate_gqa(_as_map(predictions), entries, missing="ignore"))
 
 
 def _nlvr2(predictions: Any, annotations: Any) -> dict[str, float]:
-    return _flatten(evaluate_nlvr2(_as_map(predictions), annotations, missing="ignore"))
+    entries = _entries(annotations, "identifier")
+    return _flatten(evaluate_nlvr2(_as_map(predictions), entries, missing="ignore"))
 
 
 def _aokvqa(predictions: Any, annotations: Any) -> dict[str, float]:
-    res = evaluate_aokvqa(_as_map(predictions), annotations, map_choices=True, missing="ignore")
+    entries = _entries(annotations, "question_id")
+    res = evaluate_aokvqa(_as_map(predictions), entries, map_choices=True, missing="ignore")
     return _flatten(res)
 
 
@@ -190,14 +229,14 @@ def _vizwiz(predictions: Any, annotations: Any) -> dict[str, float]:
                 answerable[k] = float(v["answerable"])
         else:
             answers[k] = v
-    res = evaluate_vizwiz(answers, annotations, answerable or None, missing="ignore")
+    entries = _entries(annotations, "image")
+    res = evaluate_vizwiz(answers, entries, answerable or None, missing="ignore")
     return _flatten(res)
 
 
 def _classification(predictions: Any, annotations: Any) -> dict[str, float]:
     preds = _as_map(predictions)
-    entries = list(annotations.values()) if isinstance(annotations, Mapping) else list(annotations)
-    by_id = {e["id"]: e for e in entries}
+    by_id = {e["id"]: e for e in _entries(annotations, "id")}
     ids = list(preds)
     missing = [i for i in ids if i not in by_id]
     if missing:
@@ -224,7 +263,7 @@ class Metric:
     fn: Callable[[Any, Any], dict[str, float]]
     description: str
 
-    def __call__(self, predictions: Any, annotations: Iterable[Mapping[str, Any]] | Mapping[Any, Any]) -> dict[str, float]:
+    def __call__(self, predictions: Any, annotations: Any) -> dict[str, float]:
         out = self.fn(predictions, annotations)
         if self.primary not in out or math.isnan(out[self.primary]):
             raise ValueError(f"{self.task} metric produced no {self.primary!r}")

@@ -47,7 +47,9 @@ __all__ = [
 ]
 
 
-def da_accuracy(prediction: str, direct_answers: Sequence[str], *, normalize: bool = False) -> float:
+def da_accuracy(
+    prediction: str, direct_answers: Sequence[str], *, normalize: bool = False
+) -> float:
     """``min(1, #matches / 3)`` over the ten direct answers (no leave-one-out: this is the
     A-OKVQA definition, not the VQA one)."""
     if normalize:

@@ -83,7 +83,8 @@ def evaluate_nlvr2(
         if "label" not in ex:
             raise KeyError(f"example {ident!r} has no 'label'")
         gold = to_bool(ex["label"], f"label of {ident!r}")
-        ok = ident in predictions and to_bool(predictions[ident], f"prediction for {ident!r}") == gold
+        ok = (ident in predictions
+              and to_bool(predictions[ident], f"prediction for {ident!r}") == gold)
         correct.append(float(ok))
         if group_by == "identifier":
             key = sentence_key(str(ident))

@@ -54,10 +54,13 @@ __all__ = [
 TASKS = ("vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classification")
 
 PathLike = str | os.PathLike
+Pairs = Mapping[Any, Any] | Iterable[tuple[Any, Any]]
 
 
 @contextlib.contextmanager
-def atomic_open(path: PathLike, mode: str = "w", *, newline: str | None = None) -> Iterator[io.TextIOBase]:
+def atomic_open(
+    path: PathLike, mode: str = "w", *, newline: str | None = None
+) -> Iterator[io.TextIOBase]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``
     (``os.replace``, atomic on POSIX and Windows), on error it is deleted."""
     if mode not in ("w", "wb"):
@@ -78,7 +81,7 @@ def atomic_open(path: PathLike, mode: str = "w", *, newline: str | None = None) 
         raise
 
 
-def _items(predictions: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+def _items(predictions: Pairs) -> list[tuple[Any, Any]]:
     items = list(predictions.items()) if isinstance(predictions, Mapping) else list(predictions)
     seen: set[Any] = set()
     for i, item in enumerate(items):
@@ -113,7 +116,7 @@ def _dump_json(path: PathLike, obj: Any) -> Path:
     return Path(path)
 
 
-def write_vqa_submission(path: PathLike, predictions: Mapping[Any, str] | Iterable[tuple[Any, str]]) -> Path:
+def write_vqa_submission(path: PathLike, predictions: Pairs) -> Path:
     """VQA v2 test-server json: ``[{"question_id": int, "answer": str}]``."""
     rows = [{"question_id": _int_id(q), "answer": _answer(a, q)} for q, a in _items(predictions)]
     if len({r["question_id"] for r in rows}) != len(rows):
@@ -121,7 +124,7 @@ def write_vqa_submission(path: PathLike, predictions: Mapping[Any, str] | Iterab
     return _dump_json(path, rows)
 
 
-def write_gqa_submission(path: PathLike, predictions: Mapping[Any, str] | Iterable[tuple[Any, str]]) -> Path:
+def write_gqa_submission(path: PathLike, predictions: Pairs) -> Path:
     """GQA test-server json: ``[{"questionId": str, "prediction": str}]``."""
     rows = [{"questionId": str(q), "prediction": _answer(a, q)} for q, a in _items(predictions)]
     if len({r["questionId"] for r in rows}) != len(rows):
@@ -129,14 +132,15 @@ def write_gqa_submission(path: PathLike, predictions: Mapping[Any, str] | Iterab
     return _dump_json(path, rows)
 
 
-def write_nlvr2_predictions(path: PathLike, predictions: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Path:
+def write_nlvr2_predictions(path: PathLike, predictions: Pairs) -> Path:
     """NLVR2 leaderboard csv: ``identifier,True|False`` per line, no header."""
     lines = []
     for ident, label in _items(predictions):
         if not isinstance(ident, str) or "," in ident or "\n" in ident or not ident:
             raise ValueError(f"NLVR2 identifier must be a non-empty string without commas, "
                              f"got {ident!r}")
-        lines.append(f"{ident},{'True' if to_bool(label, f'prediction for {ident!r}') else 'False'}\n")
+        value = to_bool(label, f"prediction for {ident!r}")
+        lines.append(f"{ident},{'True' if value else 'False'}\n")
     with atomic_open(path, newline="") as f:
         f.writelines(lines)
     return Path(path)
@@ -160,7 +164,7 @@ def write_aokvqa_submission(
 
 def write_vizwiz_submission(
     path: PathLike,
-    predictions: Mapping[str, str] | Iterable[tuple[str, str]],
+    predictions: Pairs,
     answerable: Mapping[str, float] | None = None,
 ) -> Path:
     """VizWiz json: ``[{"image": str, "answer": str}]``; with ``answerable`` each row also
@@ -265,7 +269,8 @@ def write_predictions(task: str, path: PathLike, predictions: Any, **kwargs: Any
             {q: v["direct_answer"] for q, v in predictions.items() if "direct_answer" in v},
         )
     if task not in writers:
-        raise ValueError(f"no submission writer for task {task!r}; choose from {sorted(writers) + ['aokvqa']}")
+        known = sorted([*writers, "aokvqa"])
+        raise ValueError(f"no submission writer for task {task!r}; choose from {known}")
     return writers[task](path, predictions, **kwargs)
 
 
