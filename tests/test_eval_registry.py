@@ -76,3 +76,29 @@ def test_registry_accepts_dataclass_entries_and_keyed_dicts():
         get_metric("vqa")({3: "x"}, entries)
     with pytest.raises(KeyError, match="need 'answers'"):
         get_metric("vqa")({1: "yes"}, [Entry(1, "i", "s", None)])
+
+
+def test_evaluate_from_files(tmp_path):
+    import json
+
+    from lxmert.evaluation import evaluate, write_nlvr2_predictions, write_vizwiz_submission
+
+    # raw NLVR2 annotations are JSON lines with "True"/"False" labels
+    ann = tmp_path / "dev.json"
+    ann.write_text("\n".join(json.dumps({"identifier": f"dev-1-{i}-0", "label": "True", "sent": "s"})
+                             for i in range(2)) + "\n")
+    preds = write_nlvr2_predictions(tmp_path / "p.csv", {"dev-1-0-0": True, "dev-1-1-0": False})
+    res = evaluate("nlvr2", preds, ann)
+    assert res["accuracy"] == 0.5 and res["consistency"] == 0.0
+    viz_ann = tmp_path / "val.json"
+    viz_ann.write_text(json.dumps([{"image": "a.jpg", "answers": ["yes"] * 10, "answerable": 1,
+                                    "answer_type": "yes/no"},
+                                   {"image": "b.jpg", "answers": ["no"] * 10, "answerable": 0,
+                                    "answer_type": "yes/no"}]))
+    sub = write_vizwiz_submission(tmp_path / "v.json", {"a.jpg": "yes", "b.jpg": "yes"},
+                                  answerable={"a.jpg": 0.9, "b.jpg": 0.2})
+    res = evaluate("vizwiz", sub, viz_ann)
+    assert res["accuracy"] == 0.5 and res["unanswerable_ap"] == 1.0
+    (tmp_path / "bad.json").write_text('{"a": 1}\n{oops\n')
+    with pytest.raises(ValueError, match="bad.json:2"):
+        evaluate("nlvr2", preds, tmp_path / "bad.json")

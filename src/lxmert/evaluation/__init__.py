@@ -4,7 +4,8 @@ Per task, a full evaluator returning fractions plus the official printout (perce
 :func:`evaluate_vqa`, :func:`evaluate_gqa`, :func:`evaluate_nlvr2`, :func:`evaluate_aokvqa`,
 :func:`evaluate_vizwiz`, :func:`evaluate_classification`; writers and readers for the
 prediction files the leaderboards take (:mod:`lxmert.evaluation.submissions`); and a small
-registry, :func:`get_metric`, that the training loop uses::
+registry, :func:`get_metric`, that the training loop uses, and :func:`evaluate`, which
+takes file paths (what ``lxmert evaluate --predictions FILE`` needs)::
 
     metric = get_metric("vqa")
     scores = metric(predictions, dataset_annotations)   # {"accuracy": 0.69, ...}
@@ -19,8 +20,11 @@ breakdowns are flattened to ``"accuracy/yes/no"``-style keys.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -65,6 +69,7 @@ __all__ = [
     "accuracy",
     "average_precision",
     "da_accuracy",
+    "evaluate",
     "evaluate_aokvqa",
     "evaluate_classification",
     "evaluate_gqa",
@@ -74,6 +79,7 @@ __all__ = [
     "f1_scores",
     "get_metric",
     "label_score",
+    "load_annotations",
     "map_to_choice",
     "normalize_answer",
     "process_digit_article",
@@ -280,6 +286,61 @@ METRICS: dict[str, Metric] = {
     "classification": Metric("classification", "accuracy", _classification,
                              "accuracy, macro/micro F1, AUROC"),
 }
+
+
+def load_annotations(path: str | os.PathLike) -> Any:
+    """Read an annotation file: JSON (a list, ``{id: entry}`` or an official file dict) or
+    JSON lines (the raw NLVR2 files). Errors name the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"annotation file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as whole_err:
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                where = whole_err if lineno == 1 else err
+                raise ValueError(f"{p}:{lineno if lineno > 1 else where.lineno}: neither JSON nor "
+                                 f"JSON lines ({where.msg})") from None
+        return rows
+
+
+def evaluate(task: str, predictions: Any, annotations: Any, **kwargs: Any) -> dict[str, Any]:
+    """The full evaluator of ``task`` (nested breakdowns and the ``"official"`` printout).
+
+    ``predictions`` / ``annotations`` may be paths (read with :func:`read_predictions` /
+    :func:`load_annotations`) or in-memory objects. ``kwargs`` go to the evaluator
+    (``missing=``, ``group_by=`` for NLVR2, ``balanced_only=`` for GQA, ...).
+    """
+    answerable = None
+    if isinstance(predictions, (str, os.PathLike)):
+        if task == "vizwiz":
+            predictions, answerable = read_vizwiz_predictions(predictions)
+        else:
+            predictions = read_predictions(predictions, task)
+    if isinstance(annotations, (str, os.PathLike)):
+        annotations = load_annotations(annotations)
+    if task == "vqa":
+        return evaluate_vqa(_as_map(predictions), annotations, **kwargs)
+    if task == "gqa":
+        return evaluate_gqa(_as_map(predictions), _entries(annotations, "question_id"), **kwargs)
+    if task == "nlvr2":
+        return evaluate_nlvr2(_as_map(predictions), _entries(annotations, "identifier"), **kwargs)
+    if task == "aokvqa":
+        return evaluate_aokvqa(_as_map(predictions), _entries(annotations, "question_id"), **kwargs)
+    if task == "vizwiz":
+        if answerable is not None:
+            kwargs.setdefault("answerable_scores", answerable)
+        return evaluate_vizwiz(_as_map(predictions), _entries(annotations, "image"), **kwargs)
+    if task == "classification":
+        return get_metric("classification")(predictions, annotations)
+    raise KeyError(f"no evaluator for task {task!r}; known: {sorted(METRICS)}")
 
 
 def get_metric(task: str) -> Metric:
