@@ -25,6 +25,7 @@ step) -> retrain, until the target sparsity; each round's score is recorded.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -43,6 +44,7 @@ __all__ = [
     "lottery_ticket",
     "rounds_to_sparsity",
     "LotteryRound",
+    "prune_checkpoint",
 ]
 
 EMBEDDING_PATTERN = re.compile(r"embeddings\.(word|position|token_type)_embeddings\.weight$")
@@ -313,3 +315,40 @@ def lottery_ticket(
             on_round(history[-1])
     assert masks is not None
     return masks, history
+
+
+def prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, sparsity: float, *,
+                     scope: str = "global", keep_embeddings: bool = False, keep_head: bool = False
+                     ) -> dict[str, Any]:
+    """`lxmert prune`: load any checkpoint, magnitude-prune it, save it to `out`.
+
+    The output directory is a normal checkpoint (weights with zeros, same config and
+    answers) plus `pruning.json` (settings and the sparsity report) and the source's
+    other files (vocab.txt, ...). Returns the report.
+    """
+    import json
+    import shutil
+    from pathlib import Path
+
+    from lxmert.techniques._loading import load_checkpoint
+    from lxmert.utils import atomic_write_text
+
+    src_path, out_path = Path(src), Path(out)
+    if out_path.resolve() == (src_path if src_path.is_dir() else src_path.parent).resolve():
+        raise ValueError(f"--out {out_path} is the source checkpoint's directory; choose another")
+    model = load_checkpoint(src_path)
+    before = sparsity_report(model, keep_embeddings=keep_embeddings, keep_head=keep_head)
+    prune_model(model, sparsity, scope=scope, keep_embeddings=keep_embeddings, keep_head=keep_head)
+    report = sparsity_report(model, keep_embeddings=keep_embeddings, keep_head=keep_head)
+    out_path.mkdir(parents=True, exist_ok=True)
+    if src_path.is_dir():
+        for extra in src_path.iterdir():  # tokenizer files and the like travel with the weights
+            if extra.is_file() and extra.name not in ("config.json", "model.safetensors", "pytorch_model.bin",
+                                                      "answers.json", "pruning.json"):
+                shutil.copy2(extra, out_path / extra.name)
+    model.save_pretrained(out_path)
+    record = {"source": str(src_path), "class": type(model).__name__, "sparsity": sparsity, "scope": scope,
+              "keep_embeddings": keep_embeddings, "keep_head": keep_head,
+              "sparsity_before": before["prunable_sparsity"], "report": report}
+    atomic_write_text(out_path / "pruning.json", json.dumps(record, indent=2) + "\n")
+    return record
