@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from lxmert.data.synth import SynthConfig, generate_world
 
@@ -50,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
         nlvr2_per_image=args.nlvr2_per_image, nlvr2_pairs_per_sentence=args.nlvr2_pairs,
         feature_noise=args.feature_noise, detector_label_noise=args.detector_label_noise,
     )
-    summary = generate_world(args.out, config, build_store=args.store, store_dtype=args.store_dtype,
-                             progress=not args.quiet, overwrite=args.overwrite)
+    try:
+        summary = generate_world(args.out, config, build_store=args.store, store_dtype=args.store_dtype,
+                                 progress=not args.quiet, overwrite=args.overwrite)
+    except FileExistsError as err:
+        print(f"lxmert synth: error: {err}", file=sys.stderr)
+        return 1
     print(f"wrote a world of {sum(summary.images.values())} images "
           f"({', '.join(f'{k} {v}' for k, v in summary.images.items())}) to {summary.out_dir} "
           f"in {summary.seconds:.1f}s")

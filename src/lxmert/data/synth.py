@@ -207,6 +207,15 @@ class Scene:
     height: int
     objects: list[SceneObject]
 
+    def unique_subsets(self, target: SceneObject) -> list[tuple[str, ...]]:
+        """Every attribute subset (canonical order) whose values pick out `target` alone; cached."""
+        cache = self.__dict__.setdefault("_unique", {})
+        key = id(target)
+        if key not in cache:
+            cache[key] = [subset for subset in _ALL_SUBSETS
+                          if len(self.matching(**{a: target.attr(a) for a in subset})) == 1]
+        return cache[key]
+
     def matching(self, **attrs: str) -> list[SceneObject]:
         return [o for o in self.objects if all(o.attr(k) == v for k, v in attrs.items())]
 
@@ -375,6 +384,10 @@ def _detector_record(scene: Scene, rng: random.Random, nprng: np.random.Generato
 # Language. Each generator returns None when the scene does not support it; callers then
 # try another template.
 
+_ALL_SUBSETS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(a for j, a in enumerate(("size", "colour", "material", "shape")) if mask >> j & 1)
+    for mask in range(1, 16)
+)
 _DESC_SUBSETS: tuple[tuple[str, ...], ...] = (
     ("shape",), ("colour", "shape"), ("size", "shape"), ("material", "shape"),
     ("size", "colour", "shape"), ("colour", "material", "shape"), ("size", "material", "shape"),
@@ -382,25 +395,33 @@ _DESC_SUBSETS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _unique_description(scene: Scene, target: SceneObject, rng: random.Random,
-                        exclude: Iterable[str] = (), noun: str = "object") -> str | None:
-    """A random description that picks out `target` alone, never naming `exclude` attributes."""
-    exclude = set(exclude)
-    subsets = []
+def _allowed_subsets(exclude: frozenset[str]) -> tuple[tuple[str, ...], ...]:
+    """Description subsets usable when `exclude` attributes must not be named."""
+    out = []
     for subset in _DESC_SUBSETS:
         if "shape" in exclude:
             subset = tuple(a for a in subset if a != "shape")
             if not subset:
                 continue
-        if exclude.intersection(subset):
-            continue
-        subsets.append(subset)
-    subsets = list(dict.fromkeys(subsets))
-    rng.shuffle(subsets)
-    for subset in subsets:
-        if len(scene.matching(**{a: target.attr(a) for a in subset})) == 1:
-            return target.phrase(subset, noun)
-    return None
+        if not exclude.intersection(subset):
+            out.append(subset)
+    return tuple(dict.fromkeys(out))
+
+
+_ALLOWED = {frozenset(ex): _allowed_subsets(frozenset(ex))
+            for ex in ((), ("size",), ("colour",), ("material",), ("shape",))}
+
+
+def _unique_description(scene: Scene, target: SceneObject, rng: random.Random,
+                        exclude: Iterable[str] = (), noun: str = "object") -> str | None:
+    """A random description that picks out `target` alone, never naming `exclude` attributes."""
+    key = frozenset(exclude)
+    allowed = _ALLOWED.get(key) or _allowed_subsets(key)
+    unique = set(scene.unique_subsets(target))
+    usable = [subset for subset in allowed if subset in unique]
+    if not usable:
+        return None
+    return target.phrase(rng.choice(usable), noun)
 
 
 class AnswerBalancer:
