@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     tsv = args.tsv or out + ".tsv"
     if (not args.no_store and os.path.exists(out) and not args.force
             and not (os.path.exists(tsv) or os.path.exists(tsv + ".partial"))):
-        raise FileExistsError(f"{out} exists and was not built from {tsv}; pass --force to replace it")
+        raise ValueError(f"{out} exists and was not built from {tsv}; pass --force to replace it")
 
     items = collect_images(args.images)
     if not items:
