@@ -56,12 +56,21 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    """Splits and sizes. `train_limit` > 0 keeps only the first N training examples."""
+    """Splits, feature stores and sizes.
+
+    Split names are json files under DATA/<folder>/ (`lxmert/` for pre-training, `vqa/`,
+    `gqa/`, `nlvr2/`); `features` are feature-store directories relative to DATA (or
+    absolute). `train_limit` > 0 keeps only the first N training examples (the demo's
+    "limited labelled set"); `valid_limit` likewise for validation.
+    """
 
     train: list[str] = field(default_factory=lambda: ["train"])
     valid: str = "valid"
     test: str = "test"
+    features: list[str] = field(default_factory=lambda: ["features/store"])
+    sources: list[str] = field(default_factory=list)
     max_seq_length: int = 20
+    eval_batch_size: int = 0
     num_workers: int = 0
     train_limit: int = 0
     valid_limit: int = 0

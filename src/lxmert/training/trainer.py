@@ -9,8 +9,9 @@ Determinism, which exact resume and the 1-vs-N-process equivalence rely on:
 - the order of examples is a function of (seed, epoch) only (`GlobalBatchSampler`); a
   global batch of B examples is split over ranks and accumulation micro-batches, so the
   same examples form step t whatever the number of processes;
-- per-example randomness (masking, negative sampling) is seeded from (seed, epoch, index)
-  by `SeededDataset`, so it does not depend on rank, worker or whether the run resumed;
+- per-example randomness (masking, negative sampling) is a function of (seed, epoch,
+  index) - datasets with `set_epoch` promise it, others are wrapped in `SeededDataset` -
+  so it does not depend on rank, worker or whether the run resumed;
 - the DataLoader gets its own generator, so creating one does not advance the global RNG;
 - evaluation runs inside `preserved_rng()`, so it never shifts the training stream;
 - a checkpoint stores the global RNG states and the position in the epoch.
@@ -125,11 +126,14 @@ def _mix(*values: int) -> int:
 class SeededDataset(Dataset):
     """Seeds torch / numpy / random from (seed, epoch, index) around each `dataset[index]`.
 
-    Random choices a dataset makes with the global generators (masking words and objects,
-    picking a mismatched sentence) then depend on the example and epoch only - not on the
-    rank, the worker, or on how many batches this process has drawn before - which is what
-    makes a resumed run and an N-process run see the same examples as one uninterrupted
-    process. The caller's RNG state is restored after each item.
+    For datasets that draw random choices from the global generators: those choices then
+    depend on the example and epoch only - not on the rank, the worker, or on how many
+    batches this process drew before - which is what makes a resumed run and an N-process
+    run see the same examples as one uninterrupted process. The torch stream (dropout) is
+    restored after each item; numpy's and Python's are simply left re-seeded (restoring
+    them costs ~150 us per item, and what they hold afterwards is still a function of
+    the data order, hence reproducible). Datasets with `set_epoch` declare that their
+    randomness is already a function of (seed, epoch, index) and are not wrapped.
     """
 
     def __init__(self, dataset: Dataset, seed: int, epoch: int) -> None:
@@ -141,8 +145,15 @@ class SeededDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> Any:
-        with preserved_rng(_mix(self.seed, self.epoch, index)):
+        seed = _mix(self.seed, self.epoch, index)
+        saved = torch.default_generator.get_state()
+        torch.default_generator.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        try:
             return self.dataset[index]
+        finally:
+            torch.default_generator.set_state(saved)
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -391,8 +402,9 @@ class Trainer:
                 n, batch, t.seed, epoch, info.rank, world, accum, start_step=state.batch_in_epoch
             )
             loader_gen.manual_seed(_mix(t.seed, epoch, 0xD1CE))
+            view = dataset if hasattr(dataset, "set_epoch") else SeededDataset(dataset, t.seed, epoch)
             loader = DataLoader(
-                SeededDataset(dataset, t.seed, epoch), batch_sampler=sampler,
+                view, batch_sampler=sampler,
                 collate_fn=self.adapter.collate, num_workers=r.data.num_workers,
                 generator=loader_gen, pin_memory=info.device.type == "cuda",
             )

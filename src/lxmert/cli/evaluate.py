@@ -1,0 +1,36 @@
+"""`lxmert evaluate TASK --data DIR --checkpoint CKPT`: official metrics on a labelled split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score a checkpoint on a labelled split (VQA accuracy, GQA, NLVR2, pre-training)",
+    )
+    p.add_argument("task", choices=("vqa", "gqa", "nlvr2", "pretrain"))
+    p.add_argument("--data", required=True, help="data root")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (e.g. RUN_DIR/best)")
+    p.add_argument("--split", help="split name (default: the recipe's validation split)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe override, e.g. --set data.features=['features/store']")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="also write the metrics as JSON here")
+    p.add_argument("--predictions", help="also write the predictions (test-server format) here")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lxmert.training.run import evaluate
+    from lxmert.utils import atomic_write_text
+
+    metrics = evaluate(args.task, args.data, args.checkpoint, split=args.split, overrides=args.overrides,
+                       device=args.device, predictions_out=args.predictions)
+    text = json.dumps(metrics, indent=2, sort_keys=True)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
+    return 0

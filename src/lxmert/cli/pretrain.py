@@ -1,0 +1,31 @@
+"""`lxmert pretrain`: the five pre-training objectives (recipe: configs/lxr955-pretrain.toml)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lxmert.cli._train_args import add_run_arguments, collect_overrides
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "pretrain", help="pre-train LXMERT (MLM, object prediction, matching, QA)",
+        description="Pre-train with the release's recipe. Under `torchrun --nproc_per_node N` "
+                    "the same command runs DDP (the batch size stays global).",
+    )
+    add_run_arguments(p, default_config="lxr955-pretrain")
+    p.add_argument("--init", help="start from this checkpoint instead of random weights (model.init)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lxmert.training.recipe import load_recipe
+    from lxmert.training.run import train
+
+    recipe = load_recipe(args.config, collect_overrides(args), task="pretrain")
+    result = train(args.data, args.out, recipe, resume=args.resume)
+    if result is not None:
+        print(json.dumps({"steps": result.steps, "last_checkpoint": result.last_checkpoint,
+                          "valid": result.last_eval}, indent=2))
+    return 0
