@@ -399,5 +399,34 @@ def test_fast_float16_widening_matches_numpy():
     halves = bits.view(np.float16)
     halves = halves[np.isfinite(halves)].reshape(-1, 2)  # every finite half, incl. subnormals and -0
     dst = np.empty(halves.shape, np.float32)
-    store_mod._widen_into(dst, halves)
+    store_mod._cast_into(dst, halves)
     assert dst.view(np.uint32).tobytes() == halves.astype(np.float32).view(np.uint32).tobytes()
+
+
+def test_fast_float16_narrowing_matches_numpy():
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32)
+    values = values[np.isfinite(values) & (np.abs(values) <= FP16_MAX)]
+    # plus exact half-way points between float16 neighbours (ties go to even)
+    halves = np.arange(0, 2**15 - 1024, 7, dtype=np.uint16).view(np.float16).astype(np.float32)
+    nxt = np.nextafter(halves.astype(np.float16), np.float16(np.inf)).astype(np.float32)
+    values = np.concatenate([values, (halves + nxt) / 2, -(halves + nxt) / 2])
+    values = values[: len(values) // 2 * 2].reshape(-1, 2)
+    dst = np.empty(values.shape, np.float16)
+    store_mod._cast_into(dst, values)
+    assert dst.view(np.uint16).tobytes() == values.astype(np.float16).view(np.uint16).tobytes()
+
+
+def test_parallel_import_matches_serial(tmp_path):
+    specs = [(f"p{k}", 1 + k % 7) for k in range(30)]
+    write_records(tmp_path / "a.tsv", specs)
+    lines = (tmp_path / "a.tsv").read_text().splitlines()
+    lines[11] = _with("nan", "features", _b64(_nan))  # a row only the decoding pass rejects
+    (tmp_path / "a.tsv").write_text("\n".join(lines) + "\n")
+    serial = build_store(tmp_path / "a.tsv", tmp_path / "s1", progress=False, skip_bad=True, workers=1)
+    par = build_store(tmp_path / "a.tsv", tmp_path / "s2", progress=False, skip_bad=True, workers=2)
+    assert serial.skipped == par.skipped and [n for _, n, _ in par.skipped] == [12]
+    for name in ("features", "boxes", "obj_ids", "num_boxes", "img_w"):
+        assert (tmp_path / "s1" / f"{name}.bin").read_bytes() == (tmp_path / "s2" / f"{name}.bin").read_bytes()
+    assert FeatureStore.open(tmp_path / "s2").ids == FeatureStore.open(tmp_path / "s1").ids

@@ -40,6 +40,7 @@ __all__ = [
     "encode_row",
     "iter_lines",
     "read_tsv",
+    "split_fields",
     "split_header",
     "write_tsv",
 ]
@@ -90,13 +91,31 @@ class TsvFormatError(ValueError):
         return (type(self), (self.path, self.lineno, self.reason))
 
 
+def _b64decode(text: bytes | memoryview) -> bytes:
+    """Strict base64 decoding (no stray characters, correct padding), without copies.
+
+    ``base64.b64decode`` copies a memoryview argument and validates with a regular
+    expression; ``binascii.a2b_base64(strict_mode=True)`` (Python >= 3.11) does both in C.
+    """
+    if _STRICT_A2B:
+        return binascii.a2b_base64(text, strict_mode=True)
+    return base64.b64decode(bytes(text), validate=True)  # pragma: no cover - Python 3.10
+
+
+try:
+    binascii.a2b_base64(b"", strict_mode=True)
+    _STRICT_A2B = True
+except TypeError:  # pragma: no cover - Python 3.10
+    _STRICT_A2B = False
+
+
 def _b64_to_array(
-    text: bytes, dtype: str, count_per_box: int | None, n: int, field: str,
+    text: bytes | memoryview, dtype: str, count_per_box: int | None, n: int, field: str,
     path: Any, lineno: int | None,
 ) -> np.ndarray:
     """Decode one base64 field and check its byte length against ``n`` boxes."""
     try:
-        raw = base64.b64decode(text, validate=True)
+        raw = _b64decode(text)
     except (binascii.Error, ValueError) as err:
         raise TsvFormatError(path, lineno, f"field {field!r}: invalid base64 ({err})") from None
     itemsize = np.dtype(dtype).itemsize
@@ -113,7 +132,8 @@ def _b64_to_array(
     return np.frombuffer(raw, dtype=dtype).astype(_NATIVE[dtype])
 
 
-def _parse_int(text: bytes, field: str, path: Any, lineno: int | None, minimum: int) -> int:
+def _parse_int(text: bytes | memoryview, field: str, path: Any, lineno: int | None, minimum: int) -> int:
+    text = bytes(text)
     try:
         value = int(text)
     except ValueError:
@@ -125,22 +145,45 @@ def _parse_int(text: bytes, field: str, path: Any, lineno: int | None, minimum: 
     return value
 
 
-def split_header(line: bytes | str, *, path: Any = None, lineno: int | None = None) -> tuple[str, int, int, int, list[bytes]]:
-    """Split a row and parse the cheap scalar fields, without decoding any base64.
+def split_fields(line: bytes | str, *, path: Any = None, lineno: int | None = None) -> list[memoryview]:
+    """The ten fields of a row as zero-copy memoryviews (line terminator ignored).
 
-    Returns ``(img_id, img_h, img_w, num_boxes, fields)`` where ``fields`` are the ten raw
-    byte fields. Used by the store's first (counting) pass, which must not pay for base64.
+    A row carries ~400 KB of base64; ``bytes.rstrip``/``bytes.split`` would copy all of it
+    twice before decoding starts.
     """
     if isinstance(line, str):
         line = line.encode("utf-8")
-    line = line.rstrip(b"\r\n")
-    fields = line.split(b"\t")
-    if len(fields) != len(FIELDNAMES):
-        raise TsvFormatError(
-            path, lineno, f"expected {len(FIELDNAMES)} tab-separated fields, got {len(fields)}"
-        )
+    end = len(line)
+    while end and line[end - 1] in (10, 13):  # \n, \r
+        end -= 1
+    view = memoryview(line)
+    fields: list[memoryview] = []
+    start = 0
+    for _ in range(len(FIELDNAMES) - 1):
+        tab = line.find(b"\t", start, end)
+        if tab < 0:
+            break
+        fields.append(view[start:tab])
+        start = tab + 1
+    fields.append(view[start:end])
+    if len(fields) != len(FIELDNAMES) or line.find(b"\t", start, end) >= 0:
+        got = line.count(b"\t", 0, end) + 1
+        raise TsvFormatError(path, lineno, f"expected {len(FIELDNAMES)} tab-separated fields, got {got}")
+    return fields
+
+
+def split_header(
+    line: bytes | str, *, path: Any = None, lineno: int | None = None
+) -> tuple[str, int, int, int, list[memoryview]]:
+    """Split a row and parse the cheap scalar fields, without decoding any base64.
+
+    Returns ``(img_id, img_h, img_w, num_boxes, fields)`` where ``fields`` are the ten raw
+    fields as memoryviews. Used by the store's first (counting) pass, which must not pay
+    for base64.
+    """
+    fields = split_fields(line, path=path, lineno=lineno)
     try:
-        img_id = fields[0].decode("utf-8")
+        img_id = bytes(fields[0]).decode("utf-8")
     except UnicodeDecodeError:
         raise TsvFormatError(path, lineno, "field 'img_id' is not valid UTF-8") from None
     if not img_id:
@@ -151,12 +194,12 @@ def split_header(line: bytes | str, *, path: Any = None, lineno: int | None = No
     return img_id, img_h, img_w, num_boxes, fields
 
 
-def b64_decoded_length(field: bytes) -> int:
-    """Byte length that a canonical (padded) base64 string decodes to, without decoding."""
+def b64_decoded_length(field: bytes | memoryview) -> int:
+    """Byte length that a canonical (padded) base64 string decodes to (-1: impossible length)."""
     n = len(field)
     if n % 4:
         return -1
-    pad = 2 if field.endswith(b"==") else 1 if field.endswith(b"=") else 0
+    pad = 2 if field[-2:] == b"==" else 1 if field[-1:] == b"=" else 0
     return n // 4 * 3 - pad
 
 
@@ -258,15 +301,19 @@ def encode_row(record: Mapping[str, Any]) -> str:
 def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
     """Yield ``(lineno, raw_line)`` for the non-blank lines of a file, streaming.
 
-    Lines are bytes with their terminator stripped (``\\n`` or the ``\\r\\n`` that
-    ``csv.DictWriter`` writes by default). Reading bytes avoids a UTF-8 decode of the
-    ~400 KB base64 payload of every line.
+    Lines are bytes *with* their terminator (``\n``, or the ``\r\n`` that
+    ``csv.DictWriter`` writes by default), which :func:`decode_row` ignores: stripping
+    would copy the ~400 KB line, and so would decoding it to ``str``.
     """
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, start=1):
-            line = line.rstrip(b"\r\n")
-            if line.strip():
+            if not is_blank(line):
                 yield lineno, line
+
+
+def is_blank(line: bytes) -> bool:
+    """True for an empty or whitespace-only line (without copying long lines)."""
+    return not line or line.isspace()
 
 
 def read_tsv(
