@@ -115,3 +115,26 @@ def test_duplicate_ids_rejected(setup, capsys):
     assert main(["extract", str(imgs), str(other), "--random-init", "--config", str(cfg), "--out",
                  str(tmp_path / "s3"), "--quiet"]) == 1
     assert "occurs twice" in capsys.readouterr().err
+
+
+def test_ask_prints_top_answers(setup, capsys):
+    from lxmert import LxmertConfig, LxmertForQuestionAnswering
+
+    tmp_path, imgs, cfg = setup
+    qa_cfg = LxmertConfig(hidden_size=32, num_attention_heads=2, intermediate_size=64, l_layers=1,
+                          x_layers=1, r_layers=1, num_qa_labels=4)
+    LxmertForQuestionAnswering(qa_cfg, answers=["yes", "no", "red", "two"]).save_pretrained(tmp_path / "qa")
+    vocab = tmp_path / "objects.txt"
+    vocab.write_text("".join(f"thing{i}\n" for i in range(1600)))
+    img = imgs / "COCO_val2014_000000000000.png"
+    assert main(["ask", str(img), "what color is it?", "--model", str(tmp_path / "qa"), "--config", str(cfg),
+                 "--random-init-detector", "--top", "3", "--objects-vocab", str(vocab)]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert lines[0] == "Q: what color is it?"
+    ranked = [ln.split()[1] for ln in lines[1:4]]
+    assert sorted(ranked) == sorted(set(ranked)) and set(ranked) <= {"yes", "no", "red", "two"}
+    scores = [float(ln.split()[-1]) for ln in lines[1:4]]
+    assert scores == sorted(scores, reverse=True)
+    assert lines[4].startswith("objects: thing")
+    assert "mean nothing" in out.err

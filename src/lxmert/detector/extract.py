@@ -28,7 +28,7 @@ from lxmert.detector.model import DetectorOutput, FasterRCNN
 from lxmert.detector.ops import per_class_nms_max_score
 from lxmert.detector.preprocess import PreparedImage, batch_images, load_image, to_model_input
 
-__all__ = ["FeatureExtractor", "collect_images", "extract_to_tsv", "select_boxes"]
+__all__ = ["FeatureExtractor", "collect_images", "extract_to_tsv", "record_to_model_inputs", "select_boxes"]
 
 
 def select_boxes(boxes: torch.Tensor, fg_scores: torch.Tensor, cfg: DetectorConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,3 +309,16 @@ def extract_to_tsv(
     seconds = time.perf_counter() - t0
     return {"tsv": tsv, "extracted": count, "skipped": skipped, "seconds": seconds,
             "images_per_s": (count / seconds) if count and seconds > 0 else None}
+
+
+def record_to_model_inputs(record: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``visual_feats [1, n, 2048]`` and ``visual_pos [1, n, 4]`` for one extracted image.
+
+    Boxes are normalised as the release's data loaders do: ``(x1/W, y1/H, x2/W, y2/H)``,
+    which lies in [0, 1] because extraction clips boxes to the image.
+    """
+    boxes = torch.as_tensor(np.asarray(record["boxes"], dtype=np.float32)).clone()
+    boxes[:, 0::2] /= float(record["img_w"])
+    boxes[:, 1::2] /= float(record["img_h"])
+    feats = torch.as_tensor(np.asarray(record["features"], dtype=np.float32))
+    return {"visual_feats": feats[None], "visual_pos": boxes.clamp(0.0, 1.0)[None]}
