@@ -126,8 +126,14 @@ def test_answers_are_balanced_so_text_alone_is_not_enough(big_text_world: Path):
         base = text_prior_baseline(load(w / f"{task}/{train}.json"), load(w / f"{task}/{held}.json"))
         assert base["question"] < 0.45, (task, base)  # binary families cap it near 0.5 on those
         assert base["majority"] < 0.2, (task, base)
-    labels = Counter(e["label"] for e in load(w / "nlvr2/train.json"))
+    nlvr2 = load(w / "nlvr2/train.json")
+    labels = Counter(e["label"] for e in nlvr2)
     assert abs(labels[0] - labels[1]) <= 0.1 * sum(labels.values()), labels
+    per_sentence: dict[str, list[int]] = defaultdict(list)
+    for e in nlvr2:
+        per_sentence[e["identifier"].rsplit("-", 2)[0]].append(e["label"])
+    balanced = sum(sorted(v) == [0, 1] for v in per_sentence.values())
+    assert balanced >= 0.95 * len(per_sentence), "each sentence is true of one pair and false of the other"
 
 
 def test_features_carry_the_label(tmp_path: Path):

@@ -495,7 +495,7 @@ def _q_exist(scene: Scene, rng: random.Random) -> _VqaCandidates:
         else:
             q = (f"is there {_article(phrase)} {phrase}?", "yes/no", "is there a")
         out.append((q, "yes" if scene.count(**values) else "no"))
-    return f"exist:{len(subset)}", out
+    return f"exist:{'+'.join(subset)}", out
 
 
 def _article(phrase: str) -> str:
@@ -952,34 +952,43 @@ def _ask(templates: Sequence[Callable], scene: Scene, rng: random.Random, balanc
 
 
 def _nlvr2_split(scenes: list[Scene], split: str, file_name: str, cfg: SynthConfig) -> list[dict]:
-    """Sentences about image pairs; each sentence is shown with several pairs, labels balanced."""
+    """Sentences about image pairs, each shown with several pairs; labels balanced per sentence.
+
+    As in NLVR2, where each sentence was written to be true of some image pairs and false
+    of others, every sentence here gets as many true as false pairs (one more of either
+    for an odd count, alternating), so the sentence alone says nothing about the label.
+    A statement for which no true (or no false) pair turns up among random pairs is
+    replaced by another.
+    """
     if len(scenes) < 2 or cfg.nlvr2_pairs_per_sentence == 0:
         return []
     rng = random.Random(f"nlvr2:{cfg.seed}:{split}")
     n_sentences = max(1, round(len(scenes) * cfg.nlvr2_per_image))
-    entries = []
-    labels: Counter = Counter()
-
-    def wanted() -> bool:  # the label seen least so far keeps the split balanced
-        return labels[True] < labels[False] or (labels[True] == labels[False] and rng.random() < 0.5)
-
+    k = cfg.nlvr2_pairs_per_sentence
+    entries: list[dict] = []
+    extra_true = True  # which label gets the odd pair out, alternating over sentences
     for set_id in range(n_sentences):
-        first = rng.sample(scenes, 2)
-        want = wanted()
-        for _ in range(50):
-            sent, truth = _nlvr2_statement(first[0], first[1], rng)
-            if truth(*first) == want:
-                break
-        labels[truth(*first)] += 1
-        pairs = [first]
-        for _ in range(cfg.nlvr2_pairs_per_sentence - 1):
-            want = wanted()
-            for _ in range(60):
-                candidate = rng.sample(scenes, 2)
-                if truth(*candidate) == want:
+        wanted = [True] * (k // 2) + [False] * (k // 2)
+        if k % 2:
+            wanted.append(extra_true)
+            extra_true = not extra_true
+        rng.shuffle(wanted)
+        for _ in range(20):
+            seed_pair = rng.sample(scenes, 2)
+            sent, truth = _nlvr2_statement(seed_pair[0], seed_pair[1], rng)
+            pairs = []
+            for want in wanted:
+                for _ in range(100):
+                    candidate = rng.sample(scenes, 2)
+                    if truth(*candidate) == want:
+                        pairs.append(candidate)
+                        break
+                else:
                     break
-            labels[truth(*candidate)] += 1
-            pairs.append(candidate)
+            if len(pairs) == len(wanted):
+                break
+        else:  # a tiny split where no statement can be balanced: keep the last one, truthfully labelled
+            pairs = [rng.sample(scenes, 2) for _ in wanted]
         for pair_id, (left, right) in enumerate(pairs):
             entries.append({
                 "identifier": f"{file_name}-{set_id}-{pair_id}-0",
