@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score a checkpoint on a labelled split (VQA accuracy, GQA, NLVR2, pre-training)",
     )
-    p.add_argument("task", choices=("vqa", "gqa", "nlvr2", "pretrain"))
+    p.add_argument("task", choices=("vqa", "gqa", "nlvr2", "pretrain", "aokvqa", "vizwiz", "classify"))
     p.add_argument("--data", required=True, help="data root")
     p.add_argument("--checkpoint", required=True, help="checkpoint directory (e.g. RUN_DIR/best)")
     p.add_argument("--split", help="split name (default: the recipe's validation split)")

@@ -15,9 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "answer text) or from scratch (no --init). Writes RUN_DIR/best, checkpoints, "
                     "metrics.jsonl. Under torchrun it runs DDP.",
     )
-    p.add_argument("task", choices=("vqa", "gqa", "nlvr2"))
+    p.add_argument("task", choices=("vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classify"))
     add_run_arguments(p, default_config=None)
     p.add_argument("--init", help="pre-trained checkpoint directory or file (model.init)")
+    from lxmert.techniques.adversarial import add_adv_arguments
+
+    add_adv_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -25,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from lxmert.training.recipe import load_recipe
     from lxmert.training.run import train
 
-    recipe = load_recipe(args.config or args.task, collect_overrides(args), task=args.task)
+    from lxmert.techniques.adversarial import adv_overrides
+
+    recipe = load_recipe(args.config or args.task, collect_overrides(args) + adv_overrides(args), task=args.task)
     result = train(args.data, args.out, recipe, resume=args.resume)
     print(json.dumps({"steps": result.steps, "best_metric": result.best_metric,
                       "best_checkpoint": result.best_checkpoint, "valid": result.last_eval}, indent=2))

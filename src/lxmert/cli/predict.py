@@ -11,7 +11,7 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="write test-server prediction files (VQA/GQA json, NLVR2 csv)")
-    p.add_argument("task", choices=("vqa", "gqa", "nlvr2"))
+    p.add_argument("task", choices=("vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classify"))
     p.add_argument("--data", required=True, help="data root")
     p.add_argument("--checkpoint", required=True, help="checkpoint directory (e.g. RUN_DIR/best)")
     p.add_argument("--out", required=True, help="prediction file to write")

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from lxmert.techniques.adversarial import AdvSection
 from lxmert.utils import atomic_write_text
 
-TASKS = ("pretrain", "vqa", "gqa", "nlvr2")
+TASKS = ("pretrain", "vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classify")
 
 __all__ = [
     "TASKS",
@@ -140,6 +141,7 @@ class Recipe:
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
     pretrain: PretrainSection = field(default_factory=PretrainSection)
+    adv: AdvSection = field(default_factory=AdvSection)  # adversarial fine-tuning (lxmert.techniques)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -170,6 +172,10 @@ class Recipe:
             for key in self.model.config:
                 if key not in known:
                     problems.append(f"model.{key}: not an LxmertConfig field")
+        try:
+            self.adv.to_config()
+        except ValueError as err:
+            problems.append(str(err))
         if problems:
             raise ValueError(f"{source}: " + "; ".join(problems))
 

@@ -61,7 +61,9 @@ def load_for_inference(task: str, data_dir: str | os.PathLike, checkpoint: str |
     recipe = _inference_recipe(task, checkpoint, list(overrides or []))
     recipe.model.init = str(checkpoint)
     adapter = make_task(recipe, data_dir)
-    if task != "pretrain":
+    if hasattr(adapter, "load_checkpoint"):  # tasks with their own head class (lxmert.training.beyond)
+        model = adapter.load_checkpoint(checkpoint)
+    elif task != "pretrain":
         from lxmert import LxmertForNLVR2, LxmertForQuestionAnswering
 
         cls = LxmertForNLVR2 if task == "nlvr2" else LxmertForQuestionAnswering
@@ -92,13 +94,15 @@ def evaluate(task: str, data_dir: str | os.PathLike, checkpoint: str | os.PathLi
     if loss is not None:
         metrics["loss"] = loss
     if predictions_out is not None:
-        _write(task, predictions_out, preds)
+        _write(task, predictions_out, preds, adapter)
     return metrics
 
 
-def _write(task: str, path: str | os.PathLike, preds: dict[Any, Any]) -> Path:
+def _write(task: str, path: str | os.PathLike, preds: dict[Any, Any], adapter: Any = None) -> Path:
     from lxmert.evaluation import write_predictions
 
+    if hasattr(adapter, "write_predictions"):  # A-OKVQA / VizWiz / classification files
+        return adapter.write_predictions(path, preds)
     if task == "nlvr2":
         preds = {k: bool(v) for k, v in preds.items()}
     return write_predictions(task, path, preds)
@@ -116,4 +120,4 @@ def predict(task: str, data_dir: str | os.PathLike, checkpoint: str | os.PathLik
     dataset = adapter.make_dataset(name, train=False)
     preds, _ = adapter.predict(model, dataset, dev)
     with torch.no_grad():
-        return _write(task, out, preds)
+        return _write(task, out, preds, adapter)

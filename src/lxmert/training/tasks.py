@@ -393,4 +393,8 @@ def make_task(recipe: Recipe, data_dir: str | os.PathLike):
         return QATask(recipe, data_dir)
     if recipe.task == "nlvr2":
         return NLVR2Task(recipe, data_dir)
+    if recipe.task in ("aokvqa", "vizwiz", "classify"):
+        from lxmert.training.beyond import make_beyond_task
+
+        return make_beyond_task(recipe, data_dir)
     raise ValueError(f"unknown task {recipe.task!r}")

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lxmert.techniques.adversarial import adversarial_step
 from lxmert.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from lxmert.training.metrics import MetricsWriter
 from lxmert.training.optim import build_optimizer, build_scheduler
@@ -326,6 +327,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             r.save(self.out_dir / "config.json")
         model = self.adapter.build_model().to(info.device)
+        adv = r.adv.to_config()  # adversarial fine-tuning (lxmert.techniques.adversarial), None = off
         dataset = self.adapter.train_dataset()
         n = len(dataset)  # type: ignore[arg-type]
         world, accum, batch = info.world_size, t.grad_accum, t.batch_size
@@ -417,10 +419,17 @@ class Trainer:
                     if info.enabled and a < accum - 1:
                         sync = model.no_sync()  # type: ignore[operator]
                     with sync:
-                        with self._autocast():
-                            loss, parts = self.adapter.loss(model, mb, epoch)
-                        scaled = loss / accum
-                        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                        if adv is not None:  # VILLA-style: does its own (1 + K x modalities) backwards
+                            parts = adversarial_step(
+                                model, mb, lambda m, b: self.adapter.loss(m, b, epoch), adv,
+                                loss_scale=1.0 / accum, autocast=self._autocast,
+                                backward=lambda t: (scaler.scale(t) if scaler is not None else t).backward())
+                            loss = parts.pop("loss")
+                        else:
+                            with self._autocast():
+                                loss, parts = self.adapter.loss(model, mb, epoch)
+                            scaled = loss / accum
+                            (scaler.scale(scaled) if scaler is not None else scaled).backward()
                     sums["loss"] = sums.get("loss", 0) + loss.detach().float() / accum
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0) + v.detach().float() / accum
