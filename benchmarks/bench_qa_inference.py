@@ -1,0 +1,153 @@
+"""Question-answering inference, B=32, fp32: lxmert vs transformers on the same weights.
+
+- system level: the same pool of questions (word counts drawn like VQA questions, or
+  --source); transformers gets shuffled batches padded to 20 under `torch.no_grad()`
+  (its demo); lxmert gets length-bucketed batches padded to each batch's longest
+  question, under `torch.inference_mode()`.
+- same tensors: both get the identical padded-to-20 batch under `torch.inference_mode()`.
+
+The answer head has 3129 rows (the VQA answer table). Model FLOP/s counts the forward of
+the shapes fed (encoder + pooler + answer head) and is divided by a large-GEMM rate
+measured in the same process. Run: `python benchmarks/bench_qa_inference.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (SOURCES, SentenceSampler, alternate, configure_threads, format_table,  # noqa: E402
+                    gemm_rate, hf_model_from_ours, machine_info, step_flops, text_batches, visual_inputs,
+                    write_json)
+
+from lxmert.config import LxmertConfig  # noqa: E402
+from lxmert.text import LxmertTokenizer  # noqa: E402
+
+N_OBJECTS = 36
+VQA_ANSWERS = 3129
+
+
+def qa_config(**overrides: Any) -> LxmertConfig:
+    return LxmertConfig(**{"num_qa_labels": VQA_ANSWERS, **overrides})
+
+
+def make_batches(config: LxmertConfig, batch_size: int, n_batches: int, source: str, seed: int = 0,
+                 pool_batches: int = 40) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """(ours, theirs, stats): QA input batches; both sides get the same objects per index."""
+    tok = LxmertTokenizer.from_vocab()
+    sentences = SentenceSampler(tok, seed=seed).sentences(batch_size * max(pool_batches, n_batches), source)
+    tb = text_batches(tok, sentences, batch_size, n_batches, seed=seed)
+    g = torch.Generator().manual_seed(seed + 11)
+    visual = [visual_inputs(batch_size, N_OBJECTS, config.visual_feat_dim, g) for _ in range(n_batches)]
+    ours = [{**text, **vis} for text, vis in zip(tb.ours, visual)]
+    theirs = [{**text, **vis} for text, vis in zip(tb.theirs, visual)]
+    stats = {"mean_pieces": tb.mean_pieces, "mean_padded_ours": tb.mean_padded_ours,
+             "mean_padded_theirs": tb.mean_padded_theirs}
+    return ours, theirs, stats
+
+
+def forward_flops_of(config: LxmertConfig, batch: dict[str, Any]) -> float:
+    b, length = batch["input_ids"].shape
+    return step_flops(config, [length] * b, batch["visual_feats"].shape[1], heads=["qa"])
+
+
+def make_call(model: torch.nn.Module, batches: list[dict[str, Any]], context):
+    def call(rep: int) -> None:
+        with context():
+            model(**batches[rep % len(batches)])
+
+    return call
+
+
+def load_pair(config: LxmertConfig, seed: int = 0):
+    """(ours, theirs): QA twins with identical random weights, in eval mode."""
+    from lxmert import LxmertForQuestionAnswering
+
+    torch.manual_seed(seed)
+    ours = LxmertForQuestionAnswering(config).eval()
+    return ours, hf_model_from_ours(ours, "LxmertForQuestionAnswering").eval()
+
+
+def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_size: int | None = None,
+        source: str = "vqa_question", threads: int | None = None, figures: tuple[str, ...] = ("system", "same"),
+        config: LxmertConfig | None = None, progress: bool = True) -> dict[str, Any]:
+    configure_threads(threads)
+    reps = reps or (3 if quick else 9)
+    batch_size = batch_size or (8 if quick else 32)
+    config = config or qa_config()
+    ours, theirs = load_pair(config)
+    ours_batches, theirs_batches, stats = make_batches(config, batch_size, reps + warmup, source)
+    rates = [gemm_rate()]
+    result: dict[str, Any] = {"figure": "qa_inference", "batch_size": batch_size, "source": source, "reps": reps,
+                              "num_answers": config.num_qa_labels, "machine": machine_info(), **stats}
+    plans = {
+        "system": ({"lxmert": make_call(ours, ours_batches, torch.inference_mode),
+                    "transformers": make_call(theirs, theirs_batches, torch.no_grad)},
+                   {"lxmert": ours_batches, "transformers": theirs_batches}),
+        "same": ({"lxmert": make_call(ours, theirs_batches, torch.inference_mode),
+                  "transformers": make_call(theirs, theirs_batches, torch.inference_mode)},
+                 {"lxmert": theirs_batches, "transformers": theirs_batches}),
+    }
+    for name in figures:
+        cases, fed = plans[name]
+        if progress:
+            print(f"QA inference, {name}: {reps} reps", flush=True)
+        t = alternate(cases, reps=reps, warmup=warmup, samples_per_call=batch_size, progress=progress)
+        fig: dict[str, Any] = {"ratio": t["lxmert"].samples_per_s / t["transformers"].samples_per_s}
+        for side in ("lxmert", "transformers"):
+            per_rep = [forward_flops_of(config, fed[side][i]) / s for i, s in enumerate(t[side].seconds)]
+            fig[side] = {**t[side].to_dict(), "model_flops_per_s": statistics.median(per_rep)}
+        result[name] = fig
+        rates.append(gemm_rate())
+    result["gemm_flops"] = statistics.median(rates)
+    for name in figures:
+        for side in ("lxmert", "transformers"):
+            result[name][side]["gemm_fraction"] = result[name][side]["model_flops_per_s"] / result["gemm_flops"]
+    result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = []
+    for name, label in (("system", "QA inference fp32, system level"), ("same", "QA inference fp32, same tensors")):
+        if name in result:
+            fig = result[name]
+            rows.append([f"{label}, B={result['batch_size']}", fig["lxmert"]["samples_per_s"],
+                         fig["transformers"]["samples_per_s"], fig["ratio"],
+                         fig["lxmert"]["gemm_fraction"], fig["transformers"]["gemm_fraction"]])
+    head = (f"QA inference on {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
+            f"questions: {result['source']}, mean {result['mean_pieces']:.1f} ids; lxmert padded to "
+            f"{result['mean_padded_ours']:.1f} on average; GEMM {result['gemm_flops'] / 1e9:.0f} GFLOP/s; "
+            f"load {result['machine']['load_avg_1m']:.1f} -> {result['machine']['load_avg_1m_end']:.1f}")
+    return head + "\n" + format_table(rows, ["figure", "lxmert samples/s", "transformers samples/s", "ratio",
+                                             "lxmert FLOP/s / GEMM", "transformers FLOP/s / GEMM"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="B=8, 3 reps (a smoke figure, not the target's)")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--source", default="vqa_question", choices=list(SOURCES))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--figures", default="system,same", help="comma list of: system, same")
+    parser.add_argument("--json", type=Path, default=None, help="write the result here (atomically)")
+    args = parser.parse_args(argv)
+    result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, source=args.source,
+                 threads=args.threads, figures=tuple(args.figures.split(",")))
+    print(report(result))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
