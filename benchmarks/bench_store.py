@@ -50,6 +50,17 @@ def proc_status() -> dict[str, int]:
     return out
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def evict(path: Path) -> None:
     """Drop a file's clean pages from the page cache (no root needed)."""
     fd = os.open(path, os.O_RDONLY)
@@ -208,21 +219,22 @@ def main() -> None:
         generate(tsv, args.images, args.boxes, args.dim)
         gen_s = time.perf_counter() - t0
         tsv_mb = tsv.stat().st_size / 2**20
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"Python {platform.python_version()}, numpy {np.__version__}")
+        print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+              f"numpy {np.__version__}; load average at start {os.getloadavg()[0]:.1f}")
         print(f"TSV: {args.images} images x {args.boxes} boxes x {args.dim} float32, "
               f"{tsv_mb:,.0f} MiB (generated in {gen_s:.1f} s)\n")
 
         imports = {}
-        for dtype in ("float16", "float32"):
+        for dtype, workers in (("float16", 1), ("float16", 0), ("float32", 0)):
             t0 = time.perf_counter()
-            info = build_store(tsv, work / f"store-{dtype}", dtype=dtype, progress=False, overwrite=True)
-            imports[dtype] = (time.perf_counter() - t0, info.nbytes / 2**20)
+            info = build_store(tsv, work / f"store-{dtype}", dtype=dtype, progress=False, overwrite=True,
+                               workers=workers)
+            imports[(dtype, workers)] = (time.perf_counter() - t0, info.nbytes / 2**20)
 
-        print("import (two passes: scan + decode/write)")
-        for dtype, (secs, size) in imports.items():
-            print(f"  {dtype}: {secs:6.1f} s  {args.images / secs:7.0f} img/s  {tsv_mb / secs:6.0f} MiB/s of TSV"
-                  f"  store {size:,.0f} MiB")
+        print("import (two passes: scan + decode/write; workers 0 = auto)")
+        for (dtype, workers), (secs, size) in imports.items():
+            print(f"  {dtype} workers={workers}: {secs:6.1f} s  {args.images / secs:7.0f} img/s  "
+                  f"{tsv_mb / secs:6.0f} MiB/s of TSV  store {size:,.0f} MiB")
 
         load = run_child("tsv-load", str(tsv))
         dec = run_child("tsv-decode", str(tsv))
@@ -249,7 +261,8 @@ def main() -> None:
                       f"{mib(r['before']['VmRSS']):>9} {mib(r['after']['VmHWM']):>9} {mib(r['after']['RssAnon']):>9}")
                 if mode == "warm":
                     print(f"  {f'store {dtype} get_many(32), warm':<42} {'':>10} {n / r['get_many_s']:>9.0f}")
-        print("\nsetup = TSV load time or store open time; base = RSS before reading; peak includes "
+        print(f"\nload average at end {os.getloadavg()[0]:.1f} (other jobs on the machine slow every figure)")
+        print("setup = TSV load time or store open time; base = RSS before reading; peak includes "
               "file-backed (page-cache) pages of the maps, anon = private memory at the end.")
     finally:
         if not args.keep and args.workdir is None:

@@ -430,3 +430,13 @@ def test_parallel_import_matches_serial(tmp_path):
     for name in ("features", "boxes", "obj_ids", "num_boxes", "img_w"):
         assert (tmp_path / "s1" / f"{name}.bin").read_bytes() == (tmp_path / "s2" / f"{name}.bin").read_bytes()
     assert FeatureStore.open(tmp_path / "s2").ids == FeatureStore.open(tmp_path / "s1").ids
+
+
+def test_unpickling_refuses_a_store_replaced_on_disk(tmp_path):
+    write_records(tmp_path / "a.tsv", [("a", 2)])
+    write_records(tmp_path / "b.tsv", [("b", 3), ("c", 1)])
+    build_store(tmp_path / "a.tsv", tmp_path / "s", progress=False)
+    blob = pickle.dumps(FeatureStore.open(tmp_path / "s"))
+    build_store(tmp_path / "b.tsv", tmp_path / "s", progress=False, overwrite=True)
+    with pytest.raises(ValueError, match="changed on disk"):
+        pickle.loads(blob)

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="box capacity per image (default: largest num_boxes present)")
     imp.add_argument("--clip-fp16", action="store_true",
                      help="saturate feature values beyond +-65504 instead of failing (float16)")
+    imp.add_argument("--workers", type=int, default=0,
+                     help="processes decoding base64 (default 0 = auto: up to 4 for inputs over 256 MiB)")
     imp.add_argument("--force", action="store_true", help="replace --out if it exists")
     imp.add_argument("--quiet", action="store_true", help="no progress bars")
     imp.set_defaults(func=_run_import)
@@ -56,7 +58,7 @@ def _run_import(args: argparse.Namespace) -> int:
         info = build_store(
             args.tsv, args.out, dtype=args.dtype, skip_bad=args.skip_bad,
             max_boxes=args.max_boxes, progress=not args.quiet, clip_fp16=args.clip_fp16,
-            overwrite=args.force,
+            overwrite=args.force, workers=args.workers,
         )
     except FileExistsError as err:
         print(f"lxmert features import: error: {err}", file=sys.stderr)

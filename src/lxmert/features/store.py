@@ -42,6 +42,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -320,8 +321,10 @@ def _map_ordered(fn: Any, tasks: Iterable[Any], workers: int) -> Iterator[tuple[
     """Yield ``(task, fn(task))`` in input order, with at most ``4 * workers`` rows in flight.
 
     ``Pool.imap`` would read the whole input ahead of the workers (all of a 30 GB TSV in
-    queues); a bounded window keeps memory constant. Workers are spawned, not forked: the
-    parent may hold threads (tqdm's monitor, torch's pools) that a fork would copy mid-lock.
+    queues); a bounded window keeps memory constant. On Linux workers are forked, as
+    ``DataLoader`` workers are: spawning would re-import the caller's ``__main__`` (a script
+    without a ``__name__`` guard would recurse, ``python -`` fails) and pay torch's import
+    in every worker. The workers only run numpy, binascii and single-threaded torch copies.
     """
     if workers <= 1:
         for task in tasks:
@@ -331,7 +334,8 @@ def _map_ordered(fn: Any, tasks: Iterable[Any], workers: int) -> Iterator[tuple[
     from concurrent.futures import ProcessPoolExecutor
 
     window: collections.deque = collections.deque()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
     try:
         for task in tasks:
             window.append((task, pool.submit(fn, task)))
@@ -641,7 +645,11 @@ class FeatureStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self.max_boxes = state["max_boxes"]
-        self.manifest = state["manifest"]
+        # Re-validate (a few stats and one small read): a store replaced on disk since it
+        # was pickled must not be read through the old shapes.
+        self.manifest = _read_manifest(self.path)
+        if self.manifest != state["manifest"]:
+            raise ValueError(f"feature store {self.path} changed on disk since this handle was pickled")
         self._arrays = None
         self._ids = None
         self._index = None
