@@ -239,6 +239,7 @@ def _scan(paths: Sequence[Path], skip_bad: bool, progress: bool) -> _Scan:
                     bar.update(len(raw))
                     if is_blank(raw):
                         continue
+                    rows += 1
                     if raw.endswith(b"\r\n"):
                         scan.newlines.add("\r\n")
                     elif raw.endswith(b"\n"):
@@ -266,7 +267,6 @@ def _scan(paths: Sequence[Path], skip_bad: bool, progress: bool) -> _Scan:
                         scan.feat_dim = dim
                     scan.max_boxes = max(scan.max_boxes, n)
                     scan.rows += 1
-                    rows += 1
             scan.sources.append({
                 "path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                 "crc32": f"{crc:08x}", "rows": rows,
