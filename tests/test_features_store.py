@@ -225,9 +225,10 @@ def test_dataloader_workers_read_the_right_rows(tmp_path):
     store = FeatureStore.open(tmp_path / "s", max_boxes=5)
     by_id = {r["img_id"]: r for r in recs}
     order = [f"img{k}" for k in np.random.default_rng(0).permutation(24)]
-    # spawn: workers receive the store by pickling, as on macOS/Windows
-    loader = torch.utils.data.DataLoader(_StoreDataset(store, order), batch_size=4, num_workers=2,
-                                         multiprocessing_context="spawn")
+    # Default start method (fork on Linux): each worker maps the files itself on first use.
+    # Spawn (macOS/Windows) sends the store pickled, which the pickling test above covers
+    # without paying a torch import per worker.
+    loader = torch.utils.data.DataLoader(_StoreDataset(store, order), batch_size=4, num_workers=2)
     seen = []
     for ids, feats, boxes in loader:
         for j, img_id in enumerate(ids):
