@@ -182,3 +182,25 @@ def test_errors_name_file_and_entry(world: Path, tmp_path: Path):
         PretrainingDataset(lines, world / "features/store", answer_table=world / "lxmert/all_ans.json")
     with pytest.raises(FileNotFoundError, match="nope.json"):
         PretrainingDataset(tmp_path / "nope.json", world / "features/store", answer_table=AnswerTable(["a"]))
+
+
+def test_token_cache_is_reused_and_keyed_on_the_inputs(world: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    src = tmp_path / "train.json"
+    src.write_bytes((world / "lxmert/mscoco_train.json").read_bytes())
+    first = PretrainingDataset(src, world / "features/store", answer_table=world / "lxmert/all_ans.json",
+                               token_cache=cache)
+    files = list(cache.glob("*.npz"))
+    assert len(files) == 1
+    second = PretrainingDataset(src, world / "features/store", answer_table=world / "lxmert/all_ans.json",
+                                token_cache=cache)
+    assert np.array_equal(first.tokens.ids, second.tokens.ids) and np.array_equal(first[4]["input_ids"], second[4]["input_ids"])
+    PretrainingDataset(src, world / "features/store", answer_table=world / "lxmert/all_ans.json",
+                       token_cache=cache, sources={"vqa"})
+    assert len(list(cache.glob("*.npz"))) == 2, "other sources, other key"
+    entries = json.loads(src.read_text())
+    entries[0]["sentf"]["mscoco"][0] = "a completely different caption ."
+    src.write_text(json.dumps(entries))
+    third = PretrainingDataset(src, world / "features/store", answer_table=world / "lxmert/all_ans.json",
+                               token_cache=cache)
+    assert not np.array_equal(third.tokens[0], first.tokens[0]), "edited file, fresh tokens"

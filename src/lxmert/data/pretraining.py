@@ -37,7 +37,7 @@ from lxmert.data.collate import pad_1d, stack_objects, text_batch
 from lxmert.data.masking import IGNORE_INDEX, mask_objects, mask_tokens
 from lxmert.data.sources import read_examples
 from lxmert.data.stores import ImageFeatures, StoreLike
-from lxmert.data.text_index import TokenIndex
+from lxmert.data.text_index import TokenIndex, token_cache_path
 from lxmert.text import AnswerTable, LxmertTokenizer, normalize_answer
 
 __all__ = ["PretrainingDataset", "PretrainingStats", "collate_pretraining"]
@@ -83,8 +83,8 @@ class PretrainingDataset(Dataset):
             switches that corruption off.
         qa: produce QA targets (`ans`); False gives -100 everywhere.
         max_boxes: object slots per image (36).
-        random_feature_images: indices of the images whose objects replace masked features
-            in the "random feature" 10% case (default: every image of this dataset).
+        token_cache: directory where the tokenised sentences are cached between runs
+            (see `lxmert.data.text_index`); None = tokenise every time.
     """
 
     def __init__(
@@ -102,6 +102,7 @@ class PretrainingDataset(Dataset):
         match_prob: float = 0.5,
         qa: bool = True,
         max_boxes: int = 36,
+        token_cache: str | os.PathLike | None = None,
     ) -> None:
         if not 0.0 <= match_prob <= 1.0:
             raise ValueError(f"match_prob must be in [0, 1], got {match_prob}")
@@ -123,11 +124,17 @@ class PretrainingDataset(Dataset):
         self.match_prob = match_prob
         self.qa = qa
         self._special_ids = (self.tokenizer.cls_id, self.tokenizer.sep_id, self.tokenizer.pad_id)
-        self._load(sources)
+        self._load(sources, token_cache)
 
     # ---------------------------------------------------------------------------------
-    def _load(self, sources: Collection[str] | None) -> None:
+    def _load(self, sources: Collection[str] | None, token_cache: str | os.PathLike | None) -> None:
         stats = PretrainingStats()
+        cache_file = cached = None
+        if token_cache is not None:
+            cache_file = token_cache_path(token_cache, "pretrain", self.paths, self.tokenizer, self.max_length,
+                                          sorted(sources) if sources is not None else None)
+            if cache_file.exists():
+                cached = TokenIndex.load(cache_file)
         tokens = TokenIndex(self.tokenizer.vocab_size)
         image_index: dict[str, int] = {}
         image_where: list[str] = []
@@ -146,7 +153,8 @@ class PretrainingDataset(Dataset):
                     image_where.append(ex.where)
                 example_image.append(img)
                 example_source.append(source_names.setdefault(ex.source, len(source_names)))
-                tokens.add(ex.sent, self.tokenizer, self.max_length)
+                if cached is None:
+                    tokens.add(ex.sent, self.tokenizer, self.max_length)
                 if ex.label:
                     stats.labelled += 1
                     kept: dict[int, float] = {}
@@ -167,7 +175,17 @@ class PretrainingDataset(Dataset):
                     label_ids.extend(kept)
                     label_scores.extend(kept.values())
                 label_offsets.append(len(label_ids))
-        tokens.finish(self.tokenizer, self.max_length)
+        if cached is not None and len(cached) == len(example_image):
+            tokens = cached
+        else:
+            if cached is not None:  # stale despite its key (should not happen): rebuild
+                logger.warning("token cache %s does not match the data; re-tokenising", cache_file)
+                tokens = TokenIndex.build(self.tokenizer, (ex.sent for p in self.paths
+                                                           for ex in read_examples(p, sources)), self.max_length)
+            else:
+                tokens.finish(self.tokenizer, self.max_length)
+            if cache_file is not None:
+                tokens.save(cache_file)
         if not example_image:
             raise ValueError(f"no examples in {[str(p) for p in self.paths]}"
                              + (f" for sources {sorted(sources)}" if sources is not None else ""))

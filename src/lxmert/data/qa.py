@@ -34,7 +34,7 @@ from lxmert.data.collate import stack_objects, text_batch
 from lxmert.data.masking import IGNORE_INDEX
 from lxmert.data.sources import DataFormatError
 from lxmert.data.stores import ImageFeatures, StoreLike
-from lxmert.data.text_index import TokenIndex
+from lxmert.data.text_index import TokenIndex, token_cache_path
 from lxmert.text import AnswerTable, LxmertTokenizer, normalize_answer
 
 __all__ = ["QAEntry", "QAStats", "QADataset", "VQADataset", "GQADataset", "collate_qa"]
@@ -94,6 +94,7 @@ class QADataset(Dataset):
         max_length: ids per question including [CLS]/[SEP] (20 in LXMERT).
         target: "soft" or "index" (see the module docstring).
         max_boxes: object slots per image (36).
+        token_cache: directory caching the tokenised questions between runs (None: off).
     """
 
     #: name of the packaged answer table used when none is given
@@ -111,6 +112,7 @@ class QADataset(Dataset):
         max_length: int = 20,
         target: str = "soft",
         max_boxes: int = 36,
+        token_cache: str | os.PathLike | None = None,
     ) -> None:
         if target not in ("soft", "index"):
             raise ValueError(f"target must be 'soft' or 'index', got {target!r}")
@@ -128,7 +130,7 @@ class QADataset(Dataset):
         self.images = ImageFeatures(stores, max_boxes=max_boxes)
         self.max_length = max_length
         self.target = target
-        self._load()
+        self._load(token_cache)
 
     # hooks -----------------------------------------------------------------------------
     def read_raw(self, path: Path) -> Iterator[tuple[dict, str]]:
@@ -158,8 +160,14 @@ class QADataset(Dataset):
         return QAEntry(qid, str(raw["img_id"]), raw["sent"], label)
 
     # loading ---------------------------------------------------------------------------
-    def _load(self) -> None:
+    def _load(self, token_cache: str | os.PathLike | None = None) -> None:
         stats = QAStats()
+        cache_file = cached = None
+        if token_cache is not None:
+            cache_file = token_cache_path(token_cache, type(self).__name__, self.paths, self.tokenizer,
+                                          self.max_length)
+            if cache_file.exists():
+                cached = TokenIndex.load(cache_file)
         tokens = TokenIndex(self.tokenizer.vocab_size)
         self.entries: list[QAEntry] = []
         self.raw: list[dict] = []
@@ -198,8 +206,17 @@ class QADataset(Dataset):
                 self.entries.append(entry)
                 self.raw.append(raw)
                 where_of.append(where)
-                tokens.add(entry.sent, self.tokenizer, self.max_length)
-        tokens.finish(self.tokenizer, self.max_length)
+                if cached is None:
+                    tokens.add(entry.sent, self.tokenizer, self.max_length)
+        if cached is not None and len(cached) == len(self.entries):
+            tokens = cached
+        else:
+            if cached is not None:  # stale despite its key: rebuild
+                tokens = TokenIndex.build(self.tokenizer, (e.sent for e in self.entries), self.max_length)
+            else:
+                tokens.finish(self.tokenizer, self.max_length)
+            if cache_file is not None:
+                tokens.save(cache_file)
         if not self.entries:
             raise ValueError(f"no questions in {[str(p) for p in self.paths]}")
         if with_label and without_label:
