@@ -429,8 +429,11 @@ def build_store(
         )
         n_workers = _auto_workers(workers, sum(s["size"] for s in scan.sources))
         try:
-            with tqdm(total=scan.rows, unit="img", desc="import", disable=not progress) as bar:
-                for (path_s, lineno, *_), result in _map_ordered(_decode_for_store, tasks, n_workers):
+            # closing(): on an error the worker pool shuts down now, not when the traceback
+            # that references this frame is finally dropped.
+            decoded = contextlib.closing(_map_ordered(_decode_for_store, tasks, n_workers))
+            with decoded as results, tqdm(total=scan.rows, unit="img", desc="import", disable=not progress) as bar:
+                for (path_s, lineno, *_), result in results:
                     bar.update(1)
                     if isinstance(result, str):  # the reason a row is bad
                         if not skip_bad:
