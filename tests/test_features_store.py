@@ -431,6 +431,9 @@ def test_parallel_import_matches_serial(tmp_path):
     for name in ("features", "boxes", "obj_ids", "num_boxes", "img_w"):
         assert (tmp_path / "s1" / f"{name}.bin").read_bytes() == (tmp_path / "s2" / f"{name}.bin").read_bytes()
     assert FeatureStore.open(tmp_path / "s2").ids == FeatureStore.open(tmp_path / "s1").ids
+    with pytest.raises(TsvFormatError, match=r"a\.tsv, line 12: field 'features': 1 non-finite"):
+        build_store(tmp_path / "a.tsv", tmp_path / "s3", progress=False, workers=2)
+    assert leftovers(tmp_path) == ["s1", "s2"]
 
 
 def test_unpickling_refuses_a_store_replaced_on_disk(tmp_path):
