@@ -270,7 +270,8 @@ class Trainer:
                 model.train()
             record = {"split": "valid", "step": state.step, "epoch": state.epoch, **results}
             self.metrics.write(record)
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, (int, float)))
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in results.items()
+                              if isinstance(v, (int, float)) and "/" not in k)
             self._log(f"[eval] step {state.step} epoch {state.epoch}: {shown}")
             key = self.adapter.main_metric
             if key is not None:
