@@ -1,14 +1,40 @@
-"""lxmert: LXMERT (Tan & Bansal, 2019), faithful to the release, fast, and complete."""
+"""lxmert: LXMERT (Tan & Bansal, 2019), faithful to the release, fast, and complete.
 
-from lxmert.config import LxmertConfig
-from lxmert.modeling import LxmertModel, LxmertPreTrainedModel
-from lxmert.tasks import LxmertForNLVR2, LxmertForPreTraining, LxmertForQuestionAnswering
-from lxmert.text import AnswerTable, LxmertTokenizer, normalize_answer
+The public names are imported lazily, so `import lxmert.features` (or a CLI command that
+only touches feature files) does not pay for importing torch and the models.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LxmertConfig", "LxmertModel", "LxmertPreTrainedModel", "LxmertForPreTraining",
-    "LxmertForQuestionAnswering", "LxmertForNLVR2", "LxmertTokenizer", "AnswerTable",
-    "normalize_answer", "__version__",
-]
+_EXPORTS = {
+    "LxmertConfig": "lxmert.config",
+    "LxmertModel": "lxmert.modeling",
+    "LxmertPreTrainedModel": "lxmert.modeling",
+    "LxmertForPreTraining": "lxmert.tasks",
+    "LxmertForQuestionAnswering": "lxmert.tasks",
+    "LxmertForNLVR2": "lxmert.tasks",
+    "LxmertForClassification": "lxmert.tasks",
+    "LxmertTokenizer": "lxmert.text",
+    "AnswerTable": "lxmert.text",
+    "normalize_answer": "lxmert.text",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lxmert' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -36,7 +36,7 @@ HF_BIN_NAME = "pytorch_model.bin"
 ANSWERS_NAME = "answers.json"
 TIED_KEY = "cls.predictions.decoder.weight"
 WORD_EMB_KEY = "lxmert.embeddings.word_embeddings.weight"
-HEAD_PREFIXES = ("cls.", "obj_predict_head.", "answer_head.", "logit_fc.")
+HEAD_PREFIXES = ("cls.", "obj_predict_head.", "answer_head.", "logit_fc.", "classifier.")
 
 _QKV = re.compile(r"^(.*)\.(query|key|value)\.(weight|bias)$")
 
@@ -410,10 +410,13 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike) -> Pat
 def model_class_for(state: dict[str, torch.Tensor]):
     """The model class whose heads a canonical state holds."""
     from lxmert.modeling.lxmert import LxmertModel
+    from lxmert.tasks.classification import LxmertForClassification
     from lxmert.tasks.nlvr2 import LxmertForNLVR2
     from lxmert.tasks.pretraining import LxmertForPreTraining
     from lxmert.tasks.qa import LxmertForQuestionAnswering
 
+    if any(k.startswith("classifier.") for k in state):
+        return LxmertForClassification
     if any(k.startswith("cls.") for k in state):
         return LxmertForPreTraining
     if any(k.startswith("answer_head.") for k in state):
