@@ -216,11 +216,29 @@ class Scene:
                           if len(self.matching(**{a: target.attr(a) for a in subset})) == 1]
         return cache[key]
 
+    def _bits(self, attr: str, value: str) -> int:
+        """Bit set of the objects having `attr == value` (built once per scene)."""
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = {}
+            for k, o in enumerate(self.objects):
+                for name in _ATTRIBUTES:
+                    key = (name, o.attr(name))
+                    index[key] = index.get(key, 0) | (1 << k)
+            self.__dict__["_index"] = index
+        return index.get((attr, value), 0)
+
     def matching(self, **attrs: str) -> list[SceneObject]:
-        return [o for o in self.objects if all(o.attr(k) == v for k, v in attrs.items())]
+        bits = (1 << len(self.objects)) - 1
+        for k, v in attrs.items():
+            bits &= self._bits(k, v)
+        return [o for i, o in enumerate(self.objects) if bits >> i & 1]
 
     def count(self, **attrs: str) -> int:
-        return len(self.matching(**attrs))
+        bits = (1 << len(self.objects)) - 1
+        for k, v in attrs.items():
+            bits &= self._bits(k, v)
+        return bin(bits).count("1")
 
 
 def generate_scene(img_id: str, rng: random.Random, min_objects: int = 3, max_objects: int = 6) -> Scene:
