@@ -204,3 +204,12 @@ def test_token_cache_is_reused_and_keyed_on_the_inputs(world: Path, tmp_path: Pa
     third = PretrainingDataset(src, world / "features/store", answer_table=world / "lxmert/all_ans.json",
                                token_cache=cache)
     assert not np.array_equal(third.tokens[0], first.tokens[0]), "edited file, fresh tokens"
+
+
+def test_split_paths(world: Path):
+    from lxmert.data.pretraining import split_paths
+
+    assert split_paths(world / "lxmert", "mscoco_train, mscoco_minival") == [
+        world / "lxmert/mscoco_train.json", world / "lxmert/mscoco_minival.json"]
+    with pytest.raises(FileNotFoundError, match=r"'vgnococo'.*splits in .*mscoco_minival"):
+        split_paths(world / "lxmert", "mscoco_train,vgnococo")

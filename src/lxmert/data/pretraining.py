@@ -27,6 +27,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Collection, Sequence
 
 import numpy as np
@@ -40,7 +41,34 @@ from lxmert.data.stores import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex, token_cache_path
 from lxmert.text import AnswerTable, LxmertTokenizer, normalize_answer
 
-__all__ = ["PretrainingDataset", "PretrainingStats", "collate_pretraining"]
+__all__ = ["PretrainingDataset", "PretrainingStats", "collate_pretraining", "split_paths"]
+
+#: The release's pre-training splits (files under data/lxmert/): train on the first three,
+#: validate on minival.
+RELEASE_TRAIN_SPLITS = ("mscoco_train", "mscoco_nominival", "vgnococo")
+RELEASE_VALID_SPLITS = ("mscoco_minival",)
+
+
+def split_paths(root: str | os.PathLike, splits: str | Sequence[str]) -> list[Path]:
+    """Files of named splits, as the release names them: "mscoco_train,vgnococo" -> root/<name>.json.
+
+    A name ending in `.json`/`.jsonl` is taken as a file name under `root`. A missing file
+    is an error naming it and the splits that exist.
+    """
+    root = Path(root)
+    names = [n.strip() for n in splits.split(",")] if isinstance(splits, str) else list(splits)
+    out = []
+    for name in names:
+        if not name:
+            continue
+        path = root / (name if name.endswith((".json", ".jsonl")) else f"{name}.json")
+        if not path.is_file():
+            known = sorted(p.stem for p in root.glob("*.json*")) if root.is_dir() else []
+            raise FileNotFoundError(f"pre-training split {name!r}: {path} not found (splits in {root}: {known})")
+        out.append(path)
+    if not out:
+        raise ValueError(f"no split named in {splits!r}")
+    return out
 
 logger = logging.getLogger(__name__)
 
