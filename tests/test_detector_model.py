@@ -307,3 +307,22 @@ def test_batched_vs_single_features(extractor):
     assert np.array_equal(single[0]["boxes"], batched[0]["boxes"])
     diff = np.abs(single[1]["features"] - batched[1]["features"]).max()
     assert diff > 1e-3  # padding reaches the smaller image's features
+
+
+def test_load_image_errors_name_the_file(tmp_path):
+    from PIL import Image
+
+    from lxmert.detector import load_image
+
+    p = tmp_path / "ok.png"
+    Image.fromarray(np.zeros((5, 7), dtype=np.uint8)).save(p)  # grey-scale -> RGB
+    assert load_image(p).shape == (5, 7, 3)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ValueError, match="bad.jpg"):
+        load_image(bad)
+    full = tmp_path / "full.jpg"
+    Image.fromarray(image(64, 64)).save(full)
+    (tmp_path / "cut.jpg").write_bytes(full.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.jpg"):
+        load_image(tmp_path / "cut.jpg")

@@ -43,6 +43,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _sha256(path: str) -> str:
+    """Fingerprint of the detector weights: resuming with other weights is refused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -72,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         args.weights, args.config, random_init=args.random_init, seed=args.seed, device=args.device)
     provenance = {
         "weights": os.path.abspath(args.weights) if args.weights else None,
+        "weights_sha256": _sha256(args.weights) if args.weights else None,
         "random_init": bool(args.random_init),
         "seed": args.seed if args.random_init else None,
         "config": extractor.cfg.to_dict(),

@@ -159,7 +159,9 @@ class DetectorConfig:
         """Map the Hugging Face demo's ``config.yaml`` onto a :class:`DetectorConfig`.
 
         Only fields that change the computation are read; the rest (device, training
-        settings) are ignored. Sections are looked up both at the top level and under
+        settings) are ignored. Deliberately *not* read: ``MODEL.MAX_POOL`` (the Caffe
+        network pooled with ceil rounding and no padding, whatever the demo's switch says)
+        and ``INPUT.FORMAT`` (the network takes BGR; the demo's RGB/BGR handling was buggy). Sections are looked up both at the top level and under
         ``MODEL`` because detectron2 nests them there while the demo's file flattens them.
         """
         try:
@@ -197,7 +199,6 @@ class DetectorConfig:
             (resnets, "RES2_OUT_CHANNELS", "res2_channels", int),
             (resnets, "WIDTH_PER_GROUP", "width_per_group", int),
             (resnets, "STRIDE_IN_1X1", "stride_in_1x1", bool),
-            (model, "MAX_POOL", "caffe_maxpool", bool),
             (model, "PIXEL_MEAN", "pixel_mean", tuple),
             (anchors, "SIZES", "anchor_sizes", lambda v: tuple(first_level(v))),
             (anchors, "ASPECT_RATIOS", "anchor_ratios", lambda v: tuple(first_level(v))),

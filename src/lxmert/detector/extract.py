@@ -242,7 +242,7 @@ def extract_to_tsv(
     trims a torn last row). When all images are done the partial file is renamed to
     ``tsv_path``. A rerun that adds images to a finished TSV continues from a copy of it.
 
-    ``provenance`` (weights file, config, random-init flag) is stored in
+    ``provenance`` (weights file and its SHA-256, config, random-init flag) is stored in
     ``<tsv>.extraction.json``; resuming with a different detector is refused, because one
     TSV mixing two detectors' features would be silently inconsistent.
 
@@ -267,7 +267,8 @@ def extract_to_tsv(
     if os.path.exists(meta_path) and (os.path.exists(partial) or os.path.exists(tsv)):
         with open(meta_path, encoding="utf-8") as f:
             old = json.load(f)
-        diff = sorted(k for k in set(old) | set(meta) if k != "batch_size" and old.get(k) != meta.get(k))
+        informational = {"batch_size", "weights"}  # a moved weights file is still the same detector
+        diff = sorted(k for k in set(old) | set(meta) if k not in informational and old.get(k) != meta.get(k))
         if diff:
             raise ValueError(
                 f"{tsv}: was extracted with a different detector setup (differs in {diff}); "

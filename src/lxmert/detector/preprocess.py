@@ -35,6 +35,10 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except UnidentifiedImageError:
         raise ValueError(f"{path}: not a readable image") from None
+    except FileNotFoundError:
+        raise
+    except OSError as err:  # truncated or corrupt file
+        raise ValueError(f"{path}: cannot decode image ({err})") from None
 
 
 def resized_shape(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
