@@ -38,8 +38,12 @@ class QuickstartOptions:
     images: int = 1200
     feat_dim: int = 64
     world_seed: int = 0
+    max_objects: int = 4  # objects per scene (3..max); boxes = 5 x max_objects
+    feature_noise: float = 0.5
     tasks: tuple[str, ...] = TASKS
-    threads: int = 0  # 0 = all cores
+    # One intra-op thread: the demo's matrices are small, and with two OpenMP threads any
+    # other load on a 2-core machine makes them spin-wait (measured 20x slower); 0 = torch's default.
+    threads: int = 1
     pretrain_overrides: list[str] = field(default_factory=list)
     finetune_overrides: list[str] = field(default_factory=list)
     progress: bool = True
@@ -49,7 +53,9 @@ def _world(out: Path, opts: QuickstartOptions, log: Callable[[str], None]) -> Pa
     from lxmert.data.synth import SynthConfig, generate_world
 
     world = out / "world"
-    config = SynthConfig(images=opts.images, feat_dim=opts.feat_dim, seed=opts.world_seed)
+    config = SynthConfig(images=opts.images, feat_dim=opts.feat_dim, seed=opts.world_seed,
+                         min_objects=min(3, opts.max_objects), max_objects=opts.max_objects,
+                         num_boxes=5 * opts.max_objects, feature_noise=opts.feature_noise)
     marker = world / "synth.json"
     if marker.is_file():
         try:
@@ -92,6 +98,7 @@ def quickstart(out_dir: str | os.PathLike, options: QuickstartOptions | None = N
     pre_recipe = load_recipe("demo-pretrain", [*common, *opts.pretrain_overrides])
     log(f"pre-training ({pre_recipe.train.max_steps or pre_recipe.train.epochs} "
         f"{'steps' if pre_recipe.train.max_steps else 'epochs'}) -> {out / 'pretrain'}")
+    _fresh(out / "pretrain")
     pre = train(world, out / "pretrain", pre_recipe)
     timings["pretrain"] = time.time() - t0
     checkpoint = pre.last_checkpoint
@@ -108,6 +115,7 @@ def quickstart(out_dir: str | os.PathLike, options: QuickstartOptions | None = N
             recipe = load_recipe(f"demo-{task}", [*common, *init, *opts.finetune_overrides])
             run_dir = out / task / variant
             log(f"{task} / {variant}: fine-tuning on {recipe.data.train_limit or 'all'} labelled examples -> {run_dir}")
+            _fresh(run_dir)
             result = train(world, run_dir, recipe)
             best = result.best_checkpoint or result.last_checkpoint
             metrics = evaluate(task, world, best, split=recipe.data.test,
@@ -128,6 +136,14 @@ def quickstart(out_dir: str | os.PathLike, options: QuickstartOptions | None = N
     atomic_write_text(out / "report.md", _markdown(report, details, opts))
     log(f"done in {timings['total'] / 60:.1f} min: {out / 'report.md'}")
     return report
+
+
+def _fresh(run_dir: Path) -> None:
+    """Remove a previous demo run of the same name (the demo's own output) before rerunning."""
+    if run_dir.is_dir() and ((run_dir / "last").exists() or (run_dir / "metrics.jsonl").exists()):
+        import shutil
+
+        shutil.rmtree(run_dir)
 
 
 def _short(metrics: dict[str, float]) -> str:

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feat-dim", type=int, default=d.feat_dim, help="region feature size (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.world_seed, help="world seed (default %(default)s)")
     p.add_argument("--tasks", nargs="+", choices=("vqa", "gqa", "nlvr2"), default=list(d.tasks))
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch intra-op threads (default %(default)s: fastest for the demo's small "
+                        "matrices on a shared machine; 0 = torch's default)")
     p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override of configs/demo-pretrain.toml (repeatable)")
     p.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",

@@ -126,7 +126,8 @@ class _TaskBase:
                     f"feature store {store} does not exist (recipe data.features); build it with "
                     f"`lxmert features import` or `lxmert synth --store`"
                 )
-        self.images = ImageFeatures(stores)
+        # Box slots = the store's capacity (36 for the release's features; fewer for small worlds).
+        self.images = ImageFeatures(stores, max_boxes=None)
         self._train: Dataset | None = None
         self._valid: Dataset | None = None
 

@@ -350,8 +350,13 @@ class Trainer:
         use_scaler = t.amp == "fp16" and info.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
-        state = TrainerState()
+        state = TrainerState(extra={"global_batch": batch, "total_steps": total})
         resumed_from = None
+        if not self.resume and latest_checkpoint(self.out_dir) is not None:
+            raise FileExistsError(
+                f"{self.out_dir} already holds a run (see {self.out_dir / 'last'}); pass --resume to "
+                f"continue it or choose another --out"
+            )
         if self.resume:
             ckpt = latest_checkpoint(self.out_dir)
             if ckpt is not None:
@@ -363,6 +368,11 @@ class Trainer:
                 if scaler is not None and saved.get("scaler"):
                     scaler.load_state_dict(saved["scaler"])
                 state = TrainerState.from_dict(saved["state"])
+                if state.extra.get("global_batch", batch) != batch:
+                    raise ValueError(
+                        f"{ckpt}: saved with global batch {state.extra['global_batch']}, now {batch}; "
+                        f"the data position would not match (keep train.batch_size when resuming)"
+                    )
                 rng = saved["rng"]
                 rng["torch"] = rng["torch"].cpu()
                 restore_rng(rng)
