@@ -40,7 +40,7 @@ N_OBJECTS = 36
 
 
 def make_batches(config: LxmertConfig, batch_size: int, n_batches: int, source: str, seed: int = 0,
-                 pool_batches: int = 40) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+                 pool_batches: int = 50) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
     """(ours, theirs, stats): pre-training batches with targets, both ways of batching."""
     tok = LxmertTokenizer.from_vocab()
     mix = PRETRAIN_MIX if source == "pretrain_mix" else source
@@ -57,7 +57,7 @@ def make_batches(config: LxmertConfig, batch_size: int, n_batches: int, source: 
     ours = [complete(b) for b in tb.ours]
     theirs = [complete(b) for b in tb.theirs]
     stats = {"mean_pieces": tb.mean_pieces, "mean_padded_ours": tb.mean_padded_ours,
-             "mean_padded_theirs": tb.mean_padded_theirs}
+             "mean_padded_theirs": tb.mean_padded_theirs, "bucketing": tb.bucketing}
     return ours, theirs, stats
 
 

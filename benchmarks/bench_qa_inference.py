@@ -40,7 +40,7 @@ def qa_config(**overrides: Any) -> LxmertConfig:
 
 
 def make_batches(config: LxmertConfig, batch_size: int, n_batches: int, source: str, seed: int = 0,
-                 pool_batches: int = 40) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+                 pool_batches: int = 50) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
     """(ours, theirs, stats): QA input batches; both sides get the same objects per index."""
     tok = LxmertTokenizer.from_vocab()
     sentences = SentenceSampler(tok, seed=seed).sentences(batch_size * max(pool_batches, n_batches), source)
@@ -50,7 +50,7 @@ def make_batches(config: LxmertConfig, batch_size: int, n_batches: int, source: 
     ours = [{**text, **vis} for text, vis in zip(tb.ours, visual)]
     theirs = [{**text, **vis} for text, vis in zip(tb.theirs, visual)]
     stats = {"mean_pieces": tb.mean_pieces, "mean_padded_ours": tb.mean_padded_ours,
-             "mean_padded_theirs": tb.mean_padded_theirs}
+             "mean_padded_theirs": tb.mean_padded_theirs, "bucketing": tb.bucketing}
     return ours, theirs, stats
 
 

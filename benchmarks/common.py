@@ -244,13 +244,14 @@ PRETRAIN_MIX: dict[str, float] = {
 class SentenceSampler:
     """Random sentences of vocabulary words with word counts drawn like a real corpus.
 
-    Words are whole-word entries of the BERT vocabulary; ~12% of them get a common
-    suffix (s, ing, ed, ...) so that the WordPiece/word ratio (~1.15) resembles English
+    Words are whole-word entries of the BERT vocabulary; 30% of them get a common
+    suffix (s, ing, ed, ...) so that the WordPiece/word ratio (~1.2) resembles English
     captions. The text is random but its length distribution, which is what drives the
     cost of the model, is realistic.
     """
 
     SUFFIXES = ("s", "ing", "ed", "er", "ly")
+    suffix_rate = 0.3
 
     def __init__(self, tokenizer, seed: int = 0) -> None:
         self.tokenizer = tokenizer
@@ -272,7 +273,7 @@ class SentenceSampler:
         words = []
         for _ in range(n):
             w = self.words[self._randint(len(self.words))]
-            if self._rand() < 0.12:
+            if self._rand() < self.suffix_rate:
                 w += self.SUFFIXES[self._randint(len(self.SUFFIXES))]
             words.append(w)
         return " ".join(words)
@@ -315,27 +316,53 @@ class TextBatches:
     mean_pieces: float                      # mean ids per sentence ([CLS] and [SEP] included)
     mean_padded_ours: float                 # mean padded length the model is fed
     mean_padded_theirs: float
+    bucketing: str = ""                     # which sampler cut lxmert's batches
+
+
+def _pipeline_batches(lengths: Sequence[int], batch_size: int, seed: int) -> tuple[list[list[int]], str]:
+    """Length-bucketed index batches from the data layer's sampler (fallback: ours)."""
+    try:
+        from lxmert.data.collate import LengthBucketBatchSampler
+    except ImportError:
+        return bucket_batches(lengths, batch_size, seed=seed), "benchmarks.common.bucket_batches"
+    sampler = LengthBucketBatchSampler(lengths, batch_size, shuffle=True, drop_last=True, seed=seed)
+    return [list(b) for b in sampler], "lxmert.data.collate.LengthBucketBatchSampler"
+
+
+def _collate_text(tokenizer, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Dynamic padding through the data layer's collate (fallback: the tokenizer's pad)."""
+    try:
+        from lxmert.data.collate import text_batch
+    except ImportError:
+        return tokenizer.pad(sequences)
+    return text_batch(sequences, pad_id=tokenizer.pad_id)
 
 
 def text_batches(tokenizer, sentences: Sequence[str], batch_size: int, n_batches: int,
                  max_length: int = 20, seed: int = 0) -> TextBatches:
     """Tokenise `sentences` once; batch them the lxmert way and the transformers way.
 
-    Both sides get `n_batches` batches drawn at random from the whole pool, so both see
-    the same length distribution; lxmert's are cut from the length-sorted pool.
+    transformers gets `n_batches` shuffled batches padded to `max_length`; lxmert gets
+    `n_batches` of the length-bucketed batches of the data layer's sampler, padded to
+    their longest sentence, picked evenly over the length range (then shuffled) so that a
+    handful of timed batches represents the pool's length distribution.
     """
     ids = tokenizer.encode_batch(list(sentences), max_length=max_length)
     lengths = [len(x) for x in ids]
-    ours_idx = bucket_batches(lengths, batch_size, seed=seed)[:n_batches]
-    theirs_idx = random_batches(len(ids), batch_size, seed=seed + 1)[:n_batches]
-    if len(ours_idx) < n_batches or len(theirs_idx) < n_batches:
+    buckets, how = _pipeline_batches(lengths, batch_size, seed)
+    buckets = sorted(buckets, key=lambda b: max(lengths[i] for i in b))
+    if len(buckets) < n_batches:
         raise ValueError(f"{len(ids)} sentences make fewer than {n_batches} batches of {batch_size}")
-    ours = [tokenizer.pad([ids[i] for i in b]) for b in ours_idx]
+    picks = [buckets[min(len(buckets) - 1, int((k + 0.5) * len(buckets) / n_batches))] for k in range(n_batches)]
+    order = torch.randperm(len(picks), generator=torch.Generator().manual_seed(seed)).tolist()
+    ours_idx = [picks[i] for i in order]
+    theirs_idx = random_batches(len(ids), batch_size, seed=seed + 1)[:n_batches]
+    ours = [_collate_text(tokenizer, [ids[i] for i in b]) for b in ours_idx]
     theirs = [tokenizer.pad([ids[i] for i in b], pad_to=max_length) for b in theirs_idx]
     return TextBatches(
         ours=ours, theirs=theirs, mean_pieces=statistics.fmean(lengths),
         mean_padded_ours=statistics.fmean(b["input_ids"].shape[1] for b in ours),
-        mean_padded_theirs=float(max_length),
+        mean_padded_theirs=float(max_length), bucketing=how,
     )
 
 
@@ -358,17 +385,27 @@ def pretraining_targets(input_ids: torch.Tensor, attention_mask: torch.Tensor, v
     padded tensors; padding positions are never chosen, so the same targets serve a
     batch padded to 20 or padded to its longest sentence.
     """
-    ids = input_ids.clone()
-    b, length = ids.shape
-    candidate = attention_mask.bool()
-    for sid in special_ids:
-        candidate &= ids != sid
-    chosen = (torch.rand(b, length, generator=generator) < 0.15) & candidate
-    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-    roll = torch.rand(b, length, generator=generator)
-    ids[chosen & (roll < 0.8)] = mask_id
-    rand_pos = chosen & (roll >= 0.8) & (roll < 0.9)
-    ids[rand_pos] = torch.randint(1000, config.vocab_size, (int(rand_pos.sum()),), generator=generator)
+    b, length = input_ids.shape
+    try:  # the data layer's masking when it is installed
+        import numpy as np
+
+        from lxmert.data.masking import mask_tokens
+
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 31, (1,), generator=generator)))
+        masked, lab = mask_tokens(input_ids.numpy(), rng, vocab_size=config.vocab_size, mask_id=mask_id,
+                                  special_ids=special_ids)
+        ids, labels = torch.from_numpy(masked), torch.from_numpy(lab)
+    except ImportError:
+        ids = input_ids.clone()
+        candidate = attention_mask.bool()
+        for sid in special_ids:
+            candidate &= ids != sid
+        chosen = (torch.rand(b, length, generator=generator) < 0.15) & candidate
+        labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+        roll = torch.rand(b, length, generator=generator)
+        ids[chosen & (roll < 0.8)] = mask_id
+        rand_pos = chosen & (roll >= 0.8) & (roll < 0.9)
+        ids[rand_pos] = torch.randint(1000, config.vocab_size, (int(rand_pos.sum()),), generator=generator)
 
     feats = visual_feats.clone()
     n = feats.shape[1]
