@@ -326,3 +326,23 @@ def test_load_image_errors_name_the_file(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(full.read_bytes()[:200])
     with pytest.raises(ValueError, match="cut.jpg"):
         load_image(tmp_path / "cut.jpg")
+
+
+def test_folded_conv_norm_equals_conv_then_batchnorm():
+    from lxmert.detector.backbone import ConvNorm
+
+    g = torch.Generator().manual_seed(0)
+    conv = ConvNorm(6, 5, 3, stride=2, padding=2, dilation=2)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+        n = conv.norm
+        n.weight.copy_(torch.randn(5, generator=g))
+        n.bias.copy_(torch.randn(5, generator=g))
+        n.running_mean.copy_(torch.randn(5, generator=g))
+        n.running_var.copy_(torch.rand(5, generator=g) + 0.5)
+    x = torch.randn(2, 6, 11, 9, generator=g)
+    plain = torch.nn.functional.conv2d(x, conv.weight, None, 2, 2, 2)
+    ref = (plain - n.running_mean[:, None, None]) / torch.sqrt(n.running_var[:, None, None] + n.eps) \
+        * n.weight[:, None, None] + n.bias[:, None, None]
+    assert torch.allclose(conv(x), ref, atol=1e-5)
+    assert torch.allclose(n(plain), ref, atol=1e-5)

@@ -148,7 +148,7 @@ class Res5ROIHeads(nn.Module):
         self.res5 = make_res5(cfg)
         self.box_predictor = BoxPredictor(cfg)
 
-    def pooled_features(self, features: torch.Tensor, boxes: list[torch.Tensor], *, chunk: int = 100) -> torch.Tensor:
+    def pooled_features(self, features: torch.Tensor, boxes: list[torch.Tensor], *, chunk: int = 32) -> torch.Tensor:
         """The 2048-d feature of every box (boxes of image i pool from ``features[i]``)."""
         rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], dim=1) for i, b in enumerate(boxes)])
         out = []
