@@ -15,7 +15,8 @@ from lxmert.data.beyond_synth import derive_beyond_tasks
 
 TINY = ["--set", "model.hidden_size=32", "--set", "model.num_attention_heads=2", "--set",
         "model.intermediate_size=64", "--set", "model.l_layers=1", "--set", "model.x_layers=1",
-        "--set", "model.r_layers=1", "--set", "data.num_workers=0", "--set", "data.valid_limit=24"]
+        "--set", "model.r_layers=1", "--set", "data.num_workers=0", "--set", 'data.features=["features/store"]',
+        "--set", "data.valid_limit=24"]
 
 
 @pytest.fixture(scope="module")
