@@ -169,27 +169,28 @@ def _attention(tq: float, tk: float, d: int) -> float:
     return 2.0 * 2.0 * tq * tk * d
 
 
-def _bert_layer(t: float, d: int, ff: int) -> float:
-    """Fused QKV, attention, output projection, FFN up and down."""
-    return (_linear(t, d, 3 * d) + _attention(t, t, d) + _linear(t, d, d)
-            + _linear(t, d, ff) + _linear(t, ff, d))
-
-
 def forward_flops(config: LxmertConfig, lang_len: float, n_objects: int, *, mlm_rows: float = 0.0,
-                  heads: Iterable[str] = ()) -> float:
+                  heads: Iterable[str] = (), attention: bool = True) -> float:
     """Forward FLOPs of ONE sample with `lang_len` word pieces and `n_objects` objects.
 
     `lang_len` is whatever the model is fed (padded length for a padded batch); `heads`
     lists the heads that run: "mlm" (on `mlm_rows` positions), "matched", "obj" (object
     label / attribute / feature decoders that the config enables), "qa".
+    `attention=False` leaves out the QK^T / PV products (torch's FlopCounterMode does not
+    see inside the CPU SDPA kernel; the tests compare against it that way).
     """
     d, ff = config.hidden_size, config.intermediate_size
     L, N = float(lang_len), float(n_objects)
+    att = _attention if attention else (lambda tq, tk, dim: 0.0)
+
+    def bert_layer(t: float) -> float:  # fused QKV, attention, output projection, FFN up and down
+        return _linear(t, d, 3 * d) + att(t, t, d) + _linear(t, d, d) + _linear(t, d, ff) + _linear(t, ff, d)
+
     total = _linear(N, config.visual_feat_dim, d) + _linear(N, config.visual_pos_dim, d)
-    total += config.l_layers * _bert_layer(L, d, ff)
-    total += config.r_layers * _bert_layer(N, d, ff)
-    cross = (_linear(L + N, d, 3 * d) + _attention(L, N, d) + _attention(N, L, d) + _linear(L + N, d, d)
-             + _bert_layer(L, d, ff) + _bert_layer(N, d, ff))
+    total += config.l_layers * bert_layer(L)
+    total += config.r_layers * bert_layer(N)
+    cross = (_linear(L + N, d, 3 * d) + att(L, N, d) + att(N, L, d) + _linear(L + N, d, d)
+             + bert_layer(L) + bert_layer(N))
     total += config.x_layers * cross
     total += _linear(1, d, d)  # pooler
     heads = set(heads)
@@ -211,11 +212,12 @@ def forward_flops(config: LxmertConfig, lang_len: float, n_objects: int, *, mlm_
 
 def step_flops(config: LxmertConfig, lang_lens: Sequence[float], n_objects: int, *,
                mlm_rows: Sequence[float] | None = None, heads: Iterable[str] = (),
-               training: bool = False) -> float:
+               training: bool = False, attention: bool = True) -> float:
     """Model FLOPs of one batch: per-sample forward FLOPs summed, x3 when training."""
     heads = tuple(heads)
     rows = mlm_rows if mlm_rows is not None else [0.0] * len(lang_lens)
-    fwd = sum(forward_flops(config, length, n_objects, mlm_rows=r, heads=heads) for length, r in zip(lang_lens, rows))
+    fwd = sum(forward_flops(config, length, n_objects, mlm_rows=r, heads=heads, attention=attention)
+              for length, r in zip(lang_lens, rows))
     return 3.0 * fwd if training else fwd
 
 

@@ -1,0 +1,111 @@
+"""Int8 dynamic quantisation: close to fp32, stored as plain tensors, reloaded exactly."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
+from lxmert.cli import main as cli_main
+from lxmert.quantize import (QUANTIZED_WEIGHTS_NAME, answer_agreement, is_quantized, load_quantized,
+                             quantize_model, save_quantized)
+
+SMALL = dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, l_layers=2, r_layers=1, x_layers=1,
+             visual_feat_dim=48, num_qa_labels=17, num_object_labels=23, num_attr_labels=11)
+
+
+def _batch(cfg, b=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 2000, (b, 8), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, 5:] = 0
+    return dict(input_ids=ids, attention_mask=mask, visual_feats=torch.rand(b, 10, cfg.visual_feat_dim, generator=g),
+                visual_pos=torch.rand(b, 10, 4, generator=g))
+
+
+@pytest.fixture()
+def qa_model():
+    cfg = LxmertConfig(**SMALL)
+    model = LxmertForQuestionAnswering(cfg, answers=[f"a{i}" for i in range(17)]).eval()
+    # a sharper answer head than the init's, so that arg-max answers are not near-ties
+    with torch.no_grad():
+        model.answer_head.logit_fc[3].weight.mul_(20)
+    return model
+
+
+def test_quantized_model_agrees_with_fp32(qa_model):
+    int8 = quantize_model(qa_model)
+    assert is_quantized(int8) and not is_quantized(qa_model)  # the fp32 model is left alone
+    linears = [m for m in qa_model.modules() if type(m) is torch.nn.Linear]
+    assert sum(1 for m in int8.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__) \
+        == len(linears)
+    batches = [_batch(qa_model.config, seed=s) for s in range(4)]
+    agreement = answer_agreement(qa_model, int8, batches)
+    assert agreement.samples == 24
+    assert agreement.top1_agreement >= 0.95
+    with torch.inference_mode():
+        ref = qa_model(**batches[0]).question_answering_score
+        got = int8(**batches[0]).question_answering_score
+    # int8 noise is a small fraction of the logits' spread, not zero (it IS quantised)
+    assert 0 < float((ref - got).abs().max()) < 0.1 * float(ref.std())
+    assert int8.config.extra["quantization"]["method"] == "dynamic-int8"
+    assert "quantization" not in qa_model.config.extra
+    with pytest.raises(ValueError, match="already quantised"):
+        quantize_model(int8)
+
+
+def test_save_load_round_trip_is_exact(qa_model, tmp_path):
+    int8 = quantize_model(qa_model)
+    out = save_quantized(int8, tmp_path / "q")
+    assert sorted(p.name for p in out.iterdir()) == ["answers.json", "config.json", QUANTIZED_WEIGHTS_NAME]
+    with safe_open(str(out / QUANTIZED_WEIGHTS_NAME), framework="pt") as handle:
+        keys = set(handle.keys())
+        w = handle.get_tensor("lxmert.encoder.layer.0.attention.self.qkv.weight.int8")
+        scale = handle.get_tensor("lxmert.encoder.layer.0.attention.self.qkv.weight.scale")
+        assert handle.metadata()["lxmert_class"] == "LxmertForQuestionAnswering"
+    assert w.dtype == torch.int8 and w.shape == (3 * 64, 64) and scale.shape == (3 * 64,)
+    assert "lxmert.embeddings.word_embeddings.weight" in keys  # embeddings stay fp32
+    reloaded = load_quantized(out)
+    assert reloaded.answers == qa_model.answers
+    batch = _batch(qa_model.config)
+    with torch.inference_mode():
+        assert torch.equal(int8(**batch).question_answering_score, reloaded(**batch).question_answering_score)
+    assert json.loads((out / "config.json").read_text())["extra"]["quantization"]["scheme"] == "per_channel"
+
+
+def test_pretraining_model_keeps_tied_decoder_and_per_tensor_scheme(tmp_path):
+    cfg = LxmertConfig(**SMALL)
+    model = LxmertForPreTraining(cfg).eval()
+    int8 = quantize_model(model, per_channel=False)
+    assert type(int8.cls.predictions.decoder) is torch.nn.Linear  # tied to the word embeddings: kept fp32
+    reloaded = load_quantized(save_quantized(int8, tmp_path / "p"))
+    assert reloaded.cls.predictions.decoder.weight is reloaded.lxmert.embeddings.word_embeddings.weight
+    batch = _batch(cfg)
+    with torch.inference_mode():
+        a, b = int8(**batch), reloaded(**batch)
+    assert torch.equal(a.prediction_logits, b.prediction_logits)
+    assert torch.equal(a.question_answering_score, b.question_answering_score)
+
+
+def test_load_errors_name_the_file(tmp_path, qa_model):
+    with pytest.raises(FileNotFoundError, match=QUANTIZED_WEIGHTS_NAME):
+        load_quantized(tmp_path)
+    qa_model.save_pretrained(tmp_path / "fp32")  # an fp32 directory is not a quantised one
+    (tmp_path / "fp32" / QUANTIZED_WEIGHTS_NAME).write_bytes((tmp_path / "fp32" / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="quantization"):
+        load_quantized(tmp_path / "fp32")
+    with pytest.raises(ValueError, match="not quantised"):
+        save_quantized(qa_model, tmp_path / "x")
+
+
+def test_cli_quantize_writes_a_loadable_directory(tmp_path, qa_model, capsys):
+    qa_model.save_pretrained(tmp_path / "ckpt")
+    assert cli_main(["quantize", str(tmp_path / "ckpt"), str(tmp_path / "int8")]) == 0
+    assert "model.int8.safetensors" in capsys.readouterr().out
+    model = load_quantized(tmp_path / "int8")
+    assert is_quantized(model) and model.answers == qa_model.answers
+    encoder = LxmertModel(LxmertConfig(**SMALL)).eval()
+    with torch.inference_mode():
+        out = quantize_model(encoder)(**_batch(encoder.config))
+    assert out.pooled_output.shape == (6, 64)
