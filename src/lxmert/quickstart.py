@@ -35,7 +35,7 @@ TASKS = ("vqa", "gqa", "nlvr2")
 class QuickstartOptions:
     """Knobs of the demo; the defaults are what `make demo` runs (< 10 min on 2 cores)."""
 
-    images: int = 1200
+    images: int = 1500
     feat_dim: int = 64
     world_seed: int = 0
     max_objects: int = 4  # objects per scene (3..max); boxes = 5 x max_objects

@@ -19,6 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=d.images, help="images in the world (default %(default)s)")
     p.add_argument("--feat-dim", type=int, default=d.feat_dim, help="region feature size (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.world_seed, help="world seed (default %(default)s)")
+    p.add_argument("--max-objects", type=int, default=d.max_objects,
+                   help="objects per scene, 3..N (boxes per image = 5 N; default %(default)s)")
+    p.add_argument("--feature-noise", type=float, default=d.feature_noise,
+                   help="noise of the world's region features (default %(default)s)")
     p.add_argument("--tasks", nargs="+", choices=("vqa", "gqa", "nlvr2"), default=list(d.tasks))
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch intra-op threads (default %(default)s: fastest for the demo's small "
@@ -36,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from lxmert.quickstart import QuickstartOptions, quickstart
 
     opts = QuickstartOptions(images=args.images, feat_dim=args.feat_dim, world_seed=args.seed,
+                             max_objects=args.max_objects, feature_noise=args.feature_noise,
                              tasks=tuple(args.tasks), threads=args.threads,
                              pretrain_overrides=args.pretrain_set, finetune_overrides=args.finetune_set,
                              progress=not args.no_progress)

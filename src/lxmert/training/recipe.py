@@ -62,7 +62,8 @@ class DataSection:
     Split names are json files under DATA/<folder>/ (`lxmert/` for pre-training, `vqa/`,
     `gqa/`, `nlvr2/`); `features` are feature-store directories relative to DATA (or
     absolute). `train_limit` > 0 keeps only the first N training examples (the demo's
-    "limited labelled set"); `valid_limit` likewise for validation.
+    "limited labelled set"); `valid_limit` likewise for validation. `qa_target`: "soft"
+    (the release's BCE on soft scores) or "index" (cross-entropy on the best answer).
     """
 
     train: list[str] = field(default_factory=lambda: ["train"])
@@ -71,6 +72,7 @@ class DataSection:
     features: list[str] = field(default_factory=lambda: ["features/store"])
     sources: list[str] = field(default_factory=list)
     max_seq_length: int = 20
+    qa_target: str = "soft"
     eval_batch_size: int = 0
     num_workers: int = 0
     train_limit: int = 0
@@ -159,6 +161,8 @@ class Recipe:
             problems.append(f"train.amp = {self.train.amp!r} (expected none, bf16 or fp16)")
         if self.optim.name.lower() not in ("bertadam", "adamw"):
             problems.append(f"optim.name = {self.optim.name!r} (expected bertadam or adamw)")
+        if self.data.qa_target not in ("soft", "index"):
+            problems.append(f"data.qa_target = {self.data.qa_target!r} (expected soft or index)")
         if self.optim.schedule not in ("warmup_linear", "constant"):
             problems.append(f"optim.schedule = {self.optim.schedule!r}")
         if not 0.0 <= self.optim.warmup <= 1.0:

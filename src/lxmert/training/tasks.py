@@ -289,7 +289,7 @@ class QATask(_TaskBase):
 
         cls = VQADataset if self.task == "vqa" else GQADataset
         return cls(split_files(self.data_dir, self.task, splits), self.images, self.tokenizer, self.answers,
-                   max_length=self.recipe.data.max_seq_length, target="soft")
+                   max_length=self.recipe.data.max_seq_length, target=self.recipe.data.qa_target)
 
     def build_model(self) -> nn.Module:
         from lxmert import LxmertForQuestionAnswering
