@@ -96,16 +96,23 @@ def alternate(cases: Mapping[str, Callable[[int], Any]], reps: int, warmup: int 
     for w in range(warmup):
         for name in names:
             cases[name](-1 - w)
-    for rep in range(reps):
-        order = names if rep % 2 == 0 else names[::-1]
-        for name in order:
-            gc.collect()
-            start = time.perf_counter()
-            cases[name](rep)
-            timings[name].seconds.append(time.perf_counter() - start)
-        if progress:
-            shown = ", ".join(f"{n} {timings[n].seconds[-1]:.3f}s" for n in names)
-            print(f"  rep {rep + 1}/{reps}: {shown}", flush=True)
+    # a collection before each timed call keeps GC pauses out of the timings; freezing
+    # the objects that exist now (models, batches) makes those collections cheap
+    gc.collect()
+    gc.freeze()
+    try:
+        for rep in range(reps):
+            order = names if rep % 2 == 0 else names[::-1]
+            for name in order:
+                gc.collect()
+                start = time.perf_counter()
+                cases[name](rep)
+                timings[name].seconds.append(time.perf_counter() - start)
+            if progress:
+                shown = ", ".join(f"{n} {timings[n].seconds[-1]:.3f}s" for n in names)
+                print(f"  rep {rep + 1}/{reps}: {shown}", flush=True)
+    finally:
+        gc.unfreeze()
     return timings
 
 

@@ -52,7 +52,7 @@ def peak_flops(device: torch.device, override: float | None) -> tuple[float, str
             if all(part in name for part in key.split()):
                 return tflops * 1e12, f"{name}: {tflops:.0f} TFLOP/s bf16 dense"
         raise SystemExit(f"unknown card {name!r}: pass --peak-tflops (dense bf16 TFLOP/s)")
-    n = 2048
+    n = 1024
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     start = time.perf_counter()

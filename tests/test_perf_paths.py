@@ -1,0 +1,98 @@
+"""Fast paths compute what the plain ones do; the benchmark entry points run end to end."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+TINY = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, l_layers=1, r_layers=1, x_layers=1,
+            visual_feat_dim=2048, num_qa_labels=9, num_object_labels=7, num_attr_labels=5)
+
+
+def _batch(cfg, b=4):
+    ids = torch.randint(1000, 2000, (b, 7))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]
+    n = 6
+    return dict(input_ids=ids, attention_mask=mask, visual_feats=torch.rand(b, n, cfg.visual_feat_dim),
+                visual_pos=torch.rand(b, n, 4), labels=labels, matched_label=torch.ones(b, dtype=torch.long),
+                obj_labels={"obj": (torch.randint(0, 7, (b, n)), torch.rand(b, n)),
+                            "attr": (torch.randint(0, 5, (b, n)), torch.rand(b, n)),
+                            "feat": (torch.rand(b, n, cfg.visual_feat_dim), torch.ones(b, n))},
+                ans=torch.tensor([1, -100, 3, 0]))
+
+
+def test_fused_adamw_and_sparse_mlm_match_the_plain_step():
+    """The benchmark's lxmert step (sparse MLM + fused AdamW) == dense MLM + for-loop AdamW."""
+    cfg = LxmertConfig(**{**TINY, "vocab_size": 2000, "visual_feat_dim": 64}, hidden_dropout_prob=0.0,
+                       attention_probs_dropout_prob=0.0)
+    a = LxmertForPreTraining(cfg).train()
+    b = LxmertForPreTraining(cfg).train()
+    b.load_state_dict(a.state_dict())
+    opt_a = torch.optim.AdamW(a.parameters(), lr=1e-3, fused=True)
+    opt_b = torch.optim.AdamW(b.parameters(), lr=1e-3, foreach=False)
+    for _ in range(3):
+        batch = _batch(cfg)
+        la = a(**batch, sparse_mlm=True).loss
+        lb = b(**batch).loss
+        assert abs(la.item() - lb.item()) < 1e-4
+        la.backward()
+        lb.backward()
+        opt_a.step()
+        opt_b.step()
+        opt_a.zero_grad(set_to_none=True)
+        opt_b.zero_grad(set_to_none=True)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5), name
+
+
+def test_inference_mode_equals_no_grad():
+    cfg = LxmertConfig(**TINY)
+    model = LxmertForQuestionAnswering(cfg).eval()
+    batch = {k: v for k, v in _batch(cfg).items() if k in ("input_ids", "attention_mask", "visual_feats", "visual_pos")}
+    with torch.no_grad():
+        a = model(**batch).question_answering_score
+    with torch.inference_mode():
+        b = model(**batch).question_answering_score
+    assert torch.equal(a, b)
+
+
+def test_benchmark_runs_end_to_end_on_a_tiny_model(monkeypatch):
+    pytest.importorskip("transformers")
+    import bench_int8
+    import bench_pretrain_step
+    import bench_qa_inference
+
+    for module in (bench_pretrain_step, bench_qa_inference):  # the GEMM probe is timing, not logic
+        monkeypatch.setattr(module, "gemm_rate", lambda: 1e9)
+
+    cfg = LxmertConfig(**TINY)
+    pre = bench_pretrain_step.run(quick=True, reps=1, batch_size=4, config=cfg, progress=False)
+    for fig in ("system", "same"):
+        assert pre[fig]["ratio"] > 0 and pre[fig]["lxmert"]["gemm_fraction"] > 0
+    assert pre["mean_padded_ours"] < pre["mean_padded_theirs"] == 20
+    assert "| pre-training step, system level, B=4" in bench_pretrain_step.report(pre)
+    qa = bench_qa_inference.run(quick=True, reps=1, batch_size=4, config=cfg, progress=False)
+    assert "same tensors" in bench_qa_inference.report(qa)
+    int8 = bench_int8.run(quick=True, reps=1, batch_size=4, agree_batches=1, config=cfg, toy_steps=0, progress=False)
+    assert 0 <= int8["agreement"]["top1_agreement"] <= 1 and int8["ratio"] > 0
+
+
+def test_gpu_script_smoke_on_cpu(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    import gpu_pretrain
+
+    out = tmp_path / "gpu.json"
+    assert gpu_pretrain.main(["--device", "cpu", "--tiny", "--steps", "1", "--warmup", "0", "--batch-size", "2",
+                              "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "MFU" in printed and "transformers fp32" in printed and "lxmert bf16" in printed
+    assert out.is_file()
