@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lxmert.training.distributed import cleanup_distributed, init_distributed
 from lxmert.training.recipe import Recipe, load_recipe
 from lxmert.training.tasks import make_task
@@ -116,8 +114,7 @@ def predict(task: str, data_dir: str | os.PathLike, checkpoint: str | os.PathLik
     adapter, model, dev = load_for_inference(task, data_dir, checkpoint, overrides, device)
     name = split or adapter.recipe.data.test
     if not name:
-        raise ValueError(f"no test split: pass --split (recipe data.test is empty)")
+        raise ValueError("no test split: pass --split (recipe data.test is empty)")
     dataset = adapter.make_dataset(name, train=False)
     preds, _ = adapter.predict(model, dataset, dev)
-    with torch.no_grad():
-        return _write(task, out, preds, adapter)
+    return _write(task, out, preds, adapter)
