@@ -24,11 +24,10 @@ step) -> retrain, until the target sparsity; each round's score is recorded.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -202,7 +201,7 @@ def _group(name: str) -> str:
     parts = name.split(".")
     if parts[0] == "lxmert":
         parts = parts[1:]
-    if parts[:2] == ["encoder", "layer"] or parts[:2] == ["encoder", "r_layers"] or parts[:2] == ["encoder", "x_layers"]:
+    if parts[0] == "encoder" and len(parts) > 2 and parts[1] in ("layer", "r_layers", "x_layers"):
         return ".".join(parts[1:3])
     if parts[:2] == ["encoder", "visn_fc"]:
         return "visn_fc"
