@@ -115,3 +115,25 @@ def test_lottery_ticket_rewinds_survivors_and_prunes_to_target():
             if v.dim() == 2:
                 kept = v != 0
                 torch.testing.assert_close(v[kept], init[k][kept])
+
+
+def test_prune_with_rewind_applies_trained_masks_to_early_weights(tmp_path):
+    from lxmert.techniques.pruning import prune_checkpoint
+
+    torch.manual_seed(0)
+    early = LxmertForClassification(tiny_config(), labels=["a", "b"])
+    early_dir = early.save_pretrained(tmp_path / "early")
+    trained = LxmertForClassification(tiny_config(), labels=["a", "b"])  # other weights = "after training"
+    trained_dir = trained.save_pretrained(tmp_path / "trained")
+    record = prune_checkpoint(trained_dir, tmp_path / "ticket", 0.5, scope="layer", keep_embeddings=True,
+                              keep_head=True, rewind=early_dir)
+    assert record["rewound_to"] == str(early_dir)
+    ticket = LxmertForClassification.from_pretrained(tmp_path / "ticket")
+    name = "lxmert.encoder.x_layers.0.output.dense.weight"
+    params = dict(ticket.named_parameters())
+    name = name if name in params else next(n for n in params if n.startswith("lxmert.encoder.layer.0")
+                                             and params[n].dim() == 2)
+    w_t, w_e, w_tr = params[name], dict(early.named_parameters())[name], dict(trained.named_parameters())[name]
+    keep = w_tr.abs() > w_tr.abs().flatten().kthvalue(w_tr.numel() // 2).values  # the larger half
+    torch.testing.assert_close(w_t[keep], w_e[keep])  # survivors carry the EARLY values
+    assert bool((w_t[~keep] == 0).all())  # pruned where the TRAINED weights were small

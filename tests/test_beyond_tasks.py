@@ -127,3 +127,27 @@ def test_attention_maps_cli_and_rows_sum_to_one(world, tmp_path, capsys):
     assert main(["attention", str(ckpt), "--features", str(store), "--image", image, "--text", "x",
                  "--out", str(out), "--layers", "5"]) == 1  # out of range: a clear error
     assert "out of range" in capsys.readouterr().err
+
+
+def test_lottery_round_through_the_cli_keeps_the_zeros(world, tmp_path):
+    """prune the trained run with --rewind to its first checkpoint, retrain with --keep-sparsity."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    _finetune("classify", world, run, "--save-every", "1")
+    early = sorted((run / "checkpoints").iterdir())[0]
+    assert main(["prune", str(run / "best"), "--sparsity", "0.5", "--scope", "layer", "--keep-embeddings",
+                 "--out", str(tmp_path / "ticket"), "--rewind", str(early)]) == 0
+    _finetune("classify", world, tmp_path / "retrain", "--init", str(tmp_path / "ticket"), "--keep-sparsity")
+    before = load_file(str(tmp_path / "ticket" / "model.safetensors"))
+    from lxmert.training.state import latest_checkpoint
+
+    after = load_file(str(latest_checkpoint(tmp_path / "retrain") / "model.safetensors"))
+    checked = changed = 0
+    for key, w in before.items():
+        if key.startswith("lxmert.encoder.") and key.endswith(".weight") and w.dim() == 2:
+            zero = w == 0
+            assert bool((after[key][zero] == 0).all()), key  # pruned weights stayed pruned
+            changed += not torch.equal(after[key][~zero], w[~zero])
+            checked += 1
+    assert checked > 0 and changed > 0  # the surviving weights did train

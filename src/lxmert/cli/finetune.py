@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from lxmert.techniques.adversarial import add_adv_arguments
 
     add_adv_arguments(p)
+    p.add_argument("--keep-sparsity", action="store_true",
+                   help="retrain a pruned checkpoint (lxmert prune): encoder weights that are zero stay zero")
     p.set_defaults(func=run)
 
 
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     from lxmert.techniques.adversarial import adv_overrides
 
-    recipe = load_recipe(args.config or args.task, collect_overrides(args) + adv_overrides(args), task=args.task)
+    recipe = load_recipe(args.config or args.task, collect_overrides(args) + adv_overrides(args)
+                         + (["train.keep_sparsity=true"] if args.keep_sparsity else []), task=args.task)
     result = train(args.data, args.out, recipe, resume=args.resume)
     print(json.dumps({"steps": result.steps, "best_metric": result.best_metric,
                       "best_checkpoint": result.best_checkpoint, "valid": result.last_eval}, indent=2))

@@ -317,9 +317,16 @@ def lottery_ticket(
 
 
 def prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, sparsity: float, *,
-                     scope: str = "global", keep_embeddings: bool = False, keep_head: bool = False
-                     ) -> dict[str, Any]:
+                     scope: str = "global", keep_embeddings: bool = False, keep_head: bool = False,
+                     rewind: str | os.PathLike | None = None) -> dict[str, Any]:
     """`lxmert prune`: load any checkpoint, magnitude-prune it, save it to `out`.
+
+    With `rewind` (a checkpoint of the same model from earlier in training, e.g. its
+    initialisation or step 100), the masks chosen on `src`'s magnitudes are applied to
+    `rewind`'s weights, which are saved instead: one lottery-ticket round. Retrain the
+    output with `lxmert finetune ... --init OUT --keep-sparsity`, prune that at a higher
+    sparsity with the same `rewind`, and so on (zeros rank lowest, so pruned weights stay
+    pruned).
 
     The output directory is a normal checkpoint (weights with zeros, same config and
     answers) plus `pruning.json` (settings and the sparsity report) and the source's
@@ -337,7 +344,14 @@ def prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, sparsity: f
         raise ValueError(f"--out {out_path} is the source checkpoint's directory; choose another")
     model = load_checkpoint(src_path)
     before = sparsity_report(model, keep_embeddings=keep_embeddings, keep_head=keep_head)
-    prune_model(model, sparsity, scope=scope, keep_embeddings=keep_embeddings, keep_head=keep_head)
+    masks = prune_model(model, sparsity, scope=scope, keep_embeddings=keep_embeddings, keep_head=keep_head)
+    if rewind is not None:
+        early = load_checkpoint(rewind)
+        if type(early) is not type(model):
+            raise ValueError(f"--rewind {rewind} holds a {type(early).__name__}, {src} a {type(model).__name__}")
+        masks.detach()
+        model = early
+        masks.bind(model).apply()
     report = sparsity_report(model, keep_embeddings=keep_embeddings, keep_head=keep_head)
     out_path.mkdir(parents=True, exist_ok=True)
     if src_path.is_dir():
@@ -348,6 +362,7 @@ def prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, sparsity: f
     model.save_pretrained(out_path)
     record = {"source": str(src_path), "class": type(model).__name__, "sparsity": sparsity, "scope": scope,
               "keep_embeddings": keep_embeddings, "keep_head": keep_head,
+              "rewound_to": str(rewind) if rewind is not None else None,
               "sparsity_before": before["prunable_sparsity"], "report": report}
     atomic_write_text(out_path / "pruning.json", json.dumps(record, indent=2) + "\n")
     return record

@@ -110,6 +110,8 @@ class TrainSection:
     device: str = "auto"
     seed: int = 9595
     progress: bool = True
+    #: fine-tuning a pruned checkpoint: the encoder's zero weights stay zero after every step
+    keep_sparsity: bool = False
 
 
 @dataclass

@@ -347,6 +347,11 @@ class Trainer:
             decay_norm_and_bias=r.optim.decay_norm_and_bias,
         )
         scheduler = build_scheduler(optimizer, total, r.optim.warmup, r.optim.schedule)
+        if t.keep_sparsity:  # retraining a pruned checkpoint (lxmert prune): its zeros stay zero
+            from lxmert.techniques.pruning import masks_from_zeros
+
+            # encoder only: a remapped answer head has all-zero rows for new answers that must train
+            masks_from_zeros(model, keep_head=True).attach(optimizer)
         use_scaler = t.amp == "fp16" and info.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
