@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/lxmert quickstart --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/lxmert bench

@@ -109,3 +109,19 @@ def test_cli_quantize_writes_a_loadable_directory(tmp_path, qa_model, capsys):
     with torch.inference_mode():
         out = quantize_model(encoder)(**_batch(encoder.config))
     assert out.pooled_output.shape == (6, 64)
+
+
+def test_from_pretrained_and_load_any_route_int8_directories(qa_model, tmp_path):
+    from lxmert.checkpoints import CheckpointError, load_any
+
+    out = save_quantized(quantize_model(qa_model), tmp_path / "q")
+    batch = _batch(qa_model.config)
+    with torch.inference_mode():
+        want = load_quantized(out)(**batch).question_answering_score
+        for loaded in (LxmertForQuestionAnswering.from_pretrained(out), load_any(out)):
+            assert is_quantized(loaded) and loaded.answers == qa_model.answers
+            assert torch.equal(loaded(**batch).question_answering_score, want)
+    with pytest.raises(CheckpointError, match="int8 LxmertForQuestionAnswering"):
+        LxmertForPreTraining.from_pretrained(out)
+    with pytest.raises(CheckpointError, match="overrides"):
+        LxmertForQuestionAnswering.from_pretrained(out, hidden_dropout_prob=0.0)

@@ -93,3 +93,29 @@ def test_build_optimizer_options_and_errors():
         build_optimizer(model, "sgd")
     with pytest.raises(ValueError, match="warmup"):
         build_scheduler(adamw, 10, 1.5)
+    assert adamw.defaults["fused"] is True  # fused kernel on CPU as on CUDA
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_bertadam_multi_tensor_path_is_bit_identical_to_the_loop(decay):
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 3))
+
+    fast, slow = make(), make()
+    opt_fast = BertAdam(fast.parameters(), lr=1e-2, weight_decay=decay, foreach=True)
+    opt_slow = BertAdam(slow.parameters(), lr=1e-2, weight_decay=decay, foreach=False)
+    fast[2].bias.requires_grad_(False)  # a parameter without gradient is skipped by both
+    slow[2].bias.requires_grad_(False)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(15):
+        x = torch.randn(8, 16, generator=gen)
+        for model, opt in ((fast, opt_fast), (slow, opt_slow)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for p, q in zip(fast.parameters(), slow.parameters()):
+        assert torch.equal(p, q)
+        if p.requires_grad:
+            assert torch.equal(opt_fast.state[p]["exp_avg_sq"], opt_slow.state[q]["exp_avg_sq"])
+            assert float(opt_fast.state[p]["step"]) == 15

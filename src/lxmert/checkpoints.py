@@ -297,6 +297,31 @@ def remap_answer_head(state: dict[str, torch.Tensor], source: Sequence[str], tar
     return state, copied
 
 
+def _quantized_directory(path: str | os.PathLike) -> Path | None:
+    """`path` if it is an int8 directory written by `lxmert quantize` (no fp32 weights in it)."""
+    from lxmert.quantize import QUANTIZED_WEIGHTS_NAME
+
+    path = Path(path)
+    if path.is_dir() and (path / QUANTIZED_WEIGHTS_NAME).is_file() and not (path / WEIGHTS_NAME).is_file():
+        return path
+    return None
+
+
+def _load_quantized_as(cls, directory: Path, config_overrides: dict[str, Any]):
+    """An int8 directory loads through `lxmert.quantize.load_quantized`: its tensors are the
+    quantised ones, so there is nothing to remap or override; the class must match."""
+    from lxmert.quantize import load_quantized
+
+    if config_overrides:
+        raise CheckpointError(f"{directory}: an int8 checkpoint loads as saved; config overrides "
+                              f"{sorted(config_overrides)} cannot be applied to it")
+    model = load_quantized(directory)
+    if cls is not None and not isinstance(model, cls):
+        raise CheckpointError(f"{directory}: holds an int8 {type(model).__name__}, not a {cls.__name__}; "
+                              f"load it with {type(model).__name__}.from_pretrained or lxmert.quantize.load_quantized")
+    return model
+
+
 def load_pretrained(cls, path: str | os.PathLike, *, strict: bool = True, answers: Any = None,
                     map_location: str | torch.device = "cpu", **config_overrides: Any):
     """Implementation of `Model.from_pretrained` (see `LxmertPreTrainedModel`)."""
@@ -305,6 +330,9 @@ def load_pretrained(cls, path: str | os.PathLike, *, strict: bool = True, answer
     from lxmert.tasks.pretraining import LxmertForPreTraining
     from lxmert.tasks.qa import LxmertForQuestionAnswering
 
+    quantized = _quantized_directory(path)
+    if quantized is not None:
+        return _load_quantized_as(cls, quantized, config_overrides)
     task_head = "nlvr2" if issubclass(cls, LxmertForNLVR2) else "qa"
     state, config, source_answers = load_canonical(path, map_location, task_head, **config_overrides)
     target_answers = list(answers.answers if isinstance(answers, AnswerTable) else answers) \
@@ -428,6 +456,9 @@ def model_class_for(state: dict[str, torch.Tensor]):
 
 def load_any(path: str | os.PathLike, map_location: str | torch.device = "cpu", **config_overrides: Any):
     """Load whatever model a checkpoint holds (class chosen from its heads)."""
+    quantized = _quantized_directory(path)
+    if quantized is not None:
+        return _load_quantized_as(None, quantized, config_overrides)
     state, _, _ = load_canonical(path, map_location, **config_overrides)
     return model_class_for(state).from_pretrained(path, map_location=map_location, **config_overrides)
 

@@ -177,9 +177,11 @@ def save_quantized(model: nn.Module, directory: str | Path) -> Path:
 
 
 def _model_classes() -> dict[str, type]:
-    from lxmert import LxmertForNLVR2, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
+    from lxmert import (LxmertForClassification, LxmertForNLVR2, LxmertForPreTraining,
+                        LxmertForQuestionAnswering, LxmertModel)
 
-    return {c.__name__: c for c in (LxmertModel, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertForNLVR2)}
+    return {c.__name__: c for c in (LxmertModel, LxmertForPreTraining, LxmertForQuestionAnswering,
+                                    LxmertForNLVR2, LxmertForClassification)}
 
 
 def load_quantized(directory: str | Path) -> nn.Module:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lxmert.features.store import FeatureStore
-    from lxmert.techniques._loading import load_checkpoint
+    from lxmert.checkpoints import load_any as load_checkpoint
     from lxmert.text import LxmertTokenizer
     from lxmert.viz.attention import compute_attention, parse_index_list, plot_attention
 

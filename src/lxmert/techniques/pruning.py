@@ -336,7 +336,7 @@ def prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, sparsity: f
     import shutil
     from pathlib import Path
 
-    from lxmert.techniques._loading import load_checkpoint
+    from lxmert.checkpoints import load_any as load_checkpoint
     from lxmert.utils import atomic_write_text
 
     src_path, out_path = Path(src), Path(out)

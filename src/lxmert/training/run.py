@@ -66,8 +66,20 @@ def load_for_inference(task: str, data_dir: str | os.PathLike, checkpoint: str |
 
         cls = LxmertForNLVR2 if task == "nlvr2" else LxmertForQuestionAnswering
         model = cls.from_pretrained(checkpoint)  # its own head and answers, no remapping
-        if task != "nlvr2" and getattr(model, "answers", None) is None:
-            model.answers = list(adapter.answers.answers)
+        if task != "nlvr2":
+            own = getattr(model, "answers", None)
+            if own is None:
+                if model.config.num_qa_labels != len(adapter.answers):
+                    raise ValueError(
+                        f"{checkpoint}: its QA head has {model.config.num_qa_labels} answers, names none "
+                        f"(no answers.json), and the recipe's table has {len(adapter.answers)}; pass "
+                        f"model.answers=FILE with the table it was trained on")
+                model.answers = list(adapter.answers.answers)
+            elif list(own) != list(adapter.answers.answers):
+                # score with the table the head was trained on: targets are built from it too
+                from lxmert.text import AnswerTable
+
+                adapter.answers = AnswerTable(list(own))
     else:
         model = adapter.build_model()
     dev = init_distributed(device).device
