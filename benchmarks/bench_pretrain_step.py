@@ -6,13 +6,14 @@ Two figures, both on the same random weights in the same process, alternating:
   corpus, or one source with --source); transformers gets shuffled batches padded to 20
   (its demo), computes MLM logits at every position, and updates with torch's default
   AdamW; lxmert gets length-bucketed batches padded to the batch's longest sentence,
-  `sparse_mlm=True`, and the fused AdamW update.
+  `sparse_mlm=True` (MLM logits and the feature regression only at masked rows), and the
+  fused AdamW update.
 - same tensors: both get the identical padded-to-20 batch and the same optimiser
   (torch AdamW, default settings), so only the model implementations differ; lxmert
   still uses `sparse_mlm=True` (a model option: it changes no input).
 
 Model FLOP/s counts the step's useful FLOPs (see common.forward_flops; MLM only at
-masked positions, 3x forward) and is divided by a large-GEMM rate measured in the same
+masked positions, feature regression only on masked objects, 3x forward) and is divided by a large-GEMM rate measured in the same
 process. Run: `python benchmarks/bench_pretrain_step.py [--quick] [--json out.json]`.
 """
 
@@ -62,11 +63,13 @@ def make_batches(config: LxmertConfig, batch_size: int, n_batches: int, source: 
 
 
 def useful_flops(config: LxmertConfig, batch: dict[str, Any]) -> float:
-    """Training FLOPs of the step on the shapes fed, MLM at masked rows only."""
+    """Training FLOPs of the step on the shapes fed, MLM and feature regression at masked rows only."""
     b, length = batch["input_ids"].shape
     rows = (batch["labels"] != -100).sum(dim=1).tolist()
+    feat_rows = (batch["obj_labels"]["feat"][1] != 0).sum(dim=1).tolist()
     heads = ["mlm", "matched", "obj"] + (["qa"] if config.task_qa else [])
-    return step_flops(config, [length] * b, N_OBJECTS, mlm_rows=rows, heads=heads, training=True)
+    return step_flops(config, [length] * b, N_OBJECTS, mlm_rows=rows, heads=heads, training=True,
+                      feat_rows=feat_rows)
 
 
 def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: list[dict[str, Any]],

@@ -177,12 +177,14 @@ def _attention(tq: float, tk: float, d: int) -> float:
 
 
 def forward_flops(config: LxmertConfig, lang_len: float, n_objects: int, *, mlm_rows: float = 0.0,
-                  heads: Iterable[str] = (), attention: bool = True) -> float:
+                  heads: Iterable[str] = (), attention: bool = True,
+                  feat_rows: float | None = None) -> float:
     """Forward FLOPs of ONE sample with `lang_len` word pieces and `n_objects` objects.
 
     `lang_len` is whatever the model is fed (padded length for a padded batch); `heads`
     lists the heads that run: "mlm" (on `mlm_rows` positions), "matched", "obj" (object
-    label / attribute / feature decoders that the config enables), "qa".
+    label / attribute / feature decoders that the config enables; the feature decoder on
+    `feat_rows` objects, default all), "qa".
     `attention=False` leaves out the QK^T / PV products (torch's FlopCounterMode does not
     see inside the CPU SDPA kernel; the tests compare against it that way).
     """
@@ -209,9 +211,10 @@ def forward_flops(config: LxmertConfig, lang_len: float, n_objects: int, *, mlm_
     if "matched" in heads:
         total += _linear(1, d, 2)
     if "obj" in heads:
-        outs = (config.num_object_labels * config.visual_obj_loss + config.num_attr_labels * config.visual_attr_loss
-                + config.visual_feat_dim * config.visual_feat_loss)
+        outs = config.num_object_labels * config.visual_obj_loss + config.num_attr_labels * config.visual_attr_loss
         total += _linear(N, d, d) + _linear(N, d, outs)
+        if config.visual_feat_loss:
+            total += _linear(N if feat_rows is None else float(feat_rows), d, config.visual_feat_dim)
     if "qa" in heads:
         total += _linear(1, d, 2 * d) + _linear(1, 2 * d, config.num_qa_labels)
     return total
@@ -219,12 +222,14 @@ def forward_flops(config: LxmertConfig, lang_len: float, n_objects: int, *, mlm_
 
 def step_flops(config: LxmertConfig, lang_lens: Sequence[float], n_objects: int, *,
                mlm_rows: Sequence[float] | None = None, heads: Iterable[str] = (),
-               training: bool = False, attention: bool = True) -> float:
+               training: bool = False, attention: bool = True,
+               feat_rows: Sequence[float] | None = None) -> float:
     """Model FLOPs of one batch: per-sample forward FLOPs summed, x3 when training."""
     heads = tuple(heads)
     rows = mlm_rows if mlm_rows is not None else [0.0] * len(lang_lens)
-    fwd = sum(forward_flops(config, length, n_objects, mlm_rows=r, heads=heads, attention=attention)
-              for length, r in zip(lang_lens, rows))
+    feats = feat_rows if feat_rows is not None else [None] * len(lang_lens)
+    fwd = sum(forward_flops(config, length, n_objects, mlm_rows=r, heads=heads, attention=attention, feat_rows=f)
+              for length, r, f in zip(lang_lens, rows, feats))
     return 3.0 * fwd if training else fwd
 
 

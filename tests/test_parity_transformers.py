@@ -110,6 +110,10 @@ def test_pretraining_parity_with_loss(size):
     print(size, diffs)
     assert max(diffs.values()) < TOL, diffs
     assert sparse.prediction_logits.shape == (int((labels != -100).sum()), cfg.vocab_size)
+    # the feature regression is decoded only where its weight is non-zero, same losses
+    assert sparse.obj_logits["feat"].shape == (int((obj_labels["feat"][1] != 0).sum()), cfg.visual_feat_dim)
+    for key in ("obj", "attr", "feat"):
+        assert abs(float(sparse.losses[key]) - float(o.losses[key])) < TOL, key
 
 
 def test_question_answering_parity():

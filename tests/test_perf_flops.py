@@ -50,6 +50,15 @@ def test_head_flops_match_torch_flop_counter():
     expected = common.step_flops(cfg, [9] * 3, 12, mlm_rows=[1, 1, 1], heads=["mlm", "matched", "obj", "qa"],
                                  attention=False)
     assert _counted(pre, **inputs, labels=labels, sparse_mlm=True) == expected
+    # with object targets the feature regression runs on the chosen objects only
+    chosen = torch.zeros(3, 12)
+    chosen[0, :2] = chosen[2, 5] = 1
+    obj_labels = {"obj": (torch.zeros(3, 12, dtype=torch.long), torch.ones(3, 12)),
+                  "attr": (torch.zeros(3, 12, dtype=torch.long), torch.ones(3, 12)),
+                  "feat": (inputs["visual_feats"], chosen)}
+    expected = common.step_flops(cfg, [9] * 3, 12, mlm_rows=[1, 1, 1], heads=["mlm", "matched", "obj", "qa"],
+                                 attention=False, feat_rows=[2, 0, 1])
+    assert _counted(pre, **inputs, labels=labels, obj_labels=obj_labels, sparse_mlm=True) == expected
     assert common.step_flops(cfg, [9], 12, training=True) == 3 * common.step_flops(cfg, [9], 12)
     with pytest.raises(ValueError, match="unknown heads"):
         common.forward_flops(cfg, 9, 12, heads=["nope"])

@@ -66,7 +66,12 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
     ) -> LxmertForPreTrainingOutput:
         """`sparse_mlm=True` computes word logits only where `labels != -100` (the
         30522-way decoder is the single largest GEMM of the step, and ~85% of its rows
-        are thrown away otherwise); `prediction_logits` is then [n_masked, vocab]."""
+        are thrown away otherwise); `prediction_logits` is then [n_masked, vocab].
+        Likewise, with `obj_labels` given, the 2048-d feature regression is decoded only
+        for objects of non-zero weight (the masked ~15%; the loss of the others is
+        multiplied by 0) and `obj_logits["feat"]` is [n_chosen, feat_dim]; the label and
+        attribute losses apply to all objects (the release's choice) and stay dense.
+        The losses equal the dense ones up to float summation order."""
         cfg = self.config
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
                           token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
@@ -89,19 +94,33 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
             losses["matched"] = _ce_ignoring(out.cross_relationship_score, matched_label.view(-1))
 
         if cfg.task_obj_predict:
-            out.obj_logits = self.obj_predict_head(visn)
+            sparse_feat = sparse_mlm and obj_labels is not None and "feat" in obj_labels \
+                and "feat" in self.obj_predict_head.decoder_dict
+            if sparse_feat:
+                head = self.obj_predict_head
+                hidden = head.transform(visn)
+                feat_chosen = obj_labels["feat"][1].reshape(-1) != 0
+                out.obj_logits = {key: (decoder(hidden.reshape(-1, hidden.shape[-1])[feat_chosen])
+                                        if key == "feat" else decoder(hidden))
+                                  for key, decoder in head.decoder_dict.items()}
+            else:
+                out.obj_logits = self.obj_predict_head(visn)
             if obj_labels is not None:
                 for key, logits in out.obj_logits.items():
                     if key not in obj_labels:
                         continue
                     target, weight = obj_labels[key]
                     flat = logits.reshape(-1, logits.shape[-1]).float()
+                    weight = weight.reshape(-1).float()
+                    total_objects = weight.shape[0]  # the mean runs over all B*N objects either way
                     if key == "feat":
-                        per_obj = F.smooth_l1_loss(flat, target.reshape(flat.shape).float(),
-                                                   reduction="none").mean(dim=1)
+                        target = target.reshape(total_objects, -1).float()
+                        if sparse_feat:
+                            target, weight = target[feat_chosen], weight[feat_chosen]
+                        per_obj = F.smooth_l1_loss(flat, target, reduction="none").mean(dim=1)
                     else:
                         per_obj = F.cross_entropy(flat, target.reshape(-1), reduction="none")
-                    losses[key] = (per_obj * weight.reshape(-1).float()).mean() * cfg.visual_loss_normalizer
+                    losses[key] = (per_obj * weight).sum() / total_objects * cfg.visual_loss_normalizer
 
         if cfg.task_qa:
             out.question_answering_score = self.answer_head(pooled)
