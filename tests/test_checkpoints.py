@@ -170,3 +170,16 @@ def test_inspect_cli(tmp_path):
     assert info["model_class"] == "LxmertForPreTraining"
     assert set(info["heads"]) == {"answer_head", "cls", "obj_predict_head"}
     assert info["parameters"]["total"] == small_pretrain().num_parameters()
+
+
+def test_run_directory_and_last_marker_name_the_newest_checkpoint(tmp_path):
+    model = small_pretrain()
+    run = tmp_path / "run"
+    model.save_pretrained(run / "checkpoints" / "step-00000002")
+    (run / "last").write_text("checkpoints/step-00000002\n")
+    want = canonical_state(model)
+    for path in (run, run / "last"):
+        assert_same_state(canonical_state(LxmertForPreTraining.from_pretrained(path)), want)
+    (run / "last").write_text("checkpoints/step-00000009\n")
+    with pytest.raises(CheckpointError, match="step-00000009, which does not exist"):
+        LxmertForPreTraining.from_pretrained(run)

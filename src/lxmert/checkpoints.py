@@ -49,9 +49,31 @@ class CheckpointError(ValueError):
 # Reading raw state dicts
 
 
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A training run's `last` marker (or the run directory holding one and no weights)
+    names its newest complete checkpoint: follow it, so `--init runs/x/last` and
+    `from_pretrained("runs/x")` mean that checkpoint. Other paths are returned as is."""
+    path = Path(path)
+    marker = None
+    if path.is_file() and path.name == "last" and path.stat().st_size < 4096:
+        marker = path
+    elif path.is_dir() and (path / "last").is_file() and not any(
+            (path / n).is_file() for n in (WEIGHTS_NAME, HF_BIN_NAME, "model.int8.safetensors")):
+        marker = path / "last"
+    if marker is None:
+        return path
+    target = marker.read_text().strip()
+    if not target:
+        raise CheckpointError(f"{marker}: empty; the run has no complete checkpoint yet")
+    resolved = (marker.parent / target) if not Path(target).is_absolute() else Path(target)
+    if not resolved.is_dir():
+        raise CheckpointError(f"{marker} names {target}, which does not exist (run directory moved?)")
+    return resolved
+
+
 def read_state_dict(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Tensors of a weights file (`.safetensors`, `.pth`, `.bin`) or a checkpoint directory."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if path.is_dir():
         for name in (WEIGHTS_NAME, HF_BIN_NAME):
             if (path / name).is_file():
@@ -248,7 +270,7 @@ def load_canonical(path: str | os.PathLike, map_location: str | torch.device = "
                    task_head: str | None = None, **config_overrides: Any
                    ) -> tuple[dict[str, torch.Tensor], LxmertConfig, list[str] | None]:
     """(canonical state, config, answer list or None) of any supported checkpoint."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     state = canonicalize(read_state_dict(path, map_location), task_head)
     directory = path if path.is_dir() else path.parent
     config_file = directory / CONFIG_NAME
@@ -301,7 +323,7 @@ def _quantized_directory(path: str | os.PathLike) -> Path | None:
     """`path` if it is an int8 directory written by `lxmert quantize` (no fp32 weights in it)."""
     from lxmert.quantize import QUANTIZED_WEIGHTS_NAME
 
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if path.is_dir() and (path / QUANTIZED_WEIGHTS_NAME).is_file() and not (path / WEIGHTS_NAME).is_file():
         return path
     return None
