@@ -234,6 +234,18 @@ class AnswerTable:
     def get(self, answer: str, default: int | None = None) -> int | None:
         return self._index.get(answer, default)
 
+    def lookup(self, answer: str) -> int:
+        """Index of `answer` as given, else of its normalised form (`normalize_answer`),
+        else -1. Memoised: datasets call it for every annotated answer of a corpus."""
+        idx = self._index.get(answer)
+        if idx is not None:
+            return idx
+        memo = self.__dict__.setdefault("_normalised_memo", {})
+        idx = memo.get(answer)
+        if idx is None:
+            idx = memo[answer] = self._index.get(normalize_answer(answer), -1)
+        return idx
+
     def answer(self, index: int) -> str:
         return self.answers[index]
 

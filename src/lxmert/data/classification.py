@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from lxmert.data.collate import stack_objects, text_batch
+from lxmert.data.collate import collate_labelled
 from lxmert.data.sources import DataFormatError
 from lxmert.data.stores import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex
@@ -240,17 +239,4 @@ class ClassificationDataset(Dataset):
 
 def collate_classification(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
     """Batch examples: the model's inputs, `labels` when present, and the `id` list."""
-    batch = text_batch([e["input_ids"] for e in examples], pad_id)
-    batch["visual_feats"] = stack_objects([e["visual_feats"] for e in examples], torch.float32)
-    batch["visual_pos"] = stack_objects([e["visual_pos"] for e in examples], torch.float32)
-    visual_mask = stack_objects([e["visual_mask"] for e in examples])
-    if not bool(visual_mask.all()):
-        batch["visual_attention_mask"] = visual_mask.long()
-    if "target" in examples[0]:
-        targets = [e["target"] for e in examples]
-        if isinstance(targets[0], np.ndarray):
-            batch["labels"] = torch.from_numpy(np.stack(targets))
-        else:
-            batch["labels"] = torch.as_tensor(targets, dtype=torch.long)
-    batch["id"] = [e["id"] for e in examples]
-    return batch
+    return collate_labelled(examples, pad_id, "id")

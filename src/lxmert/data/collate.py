@@ -19,6 +19,7 @@ __all__ = [
     "pad_1d",
     "stack_objects",
     "text_batch",
+    "collate_labelled",
     "LengthBucketBatchSampler",
 ]
 
@@ -65,6 +66,27 @@ def text_batch(sequences: Sequence[Sequence[int] | np.ndarray], pad_id: int = 0)
     lengths = torch.as_tensor([len(s) for s in sequences])
     attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": torch.zeros_like(input_ids)}
+
+
+def collate_labelled(examples: Sequence[dict[str, Any]], pad_id: int, id_key: str) -> dict[str, Any]:
+    """Batch one-image examples (`input_ids`, `visual_feats`, `visual_pos`, `visual_mask`,
+    optional `target`, an id under `id_key`): the model's inputs, `labels` when present
+    (class indices or stacked score vectors), and the list of ids. The object mask is
+    passed only when some image has fewer boxes than the batch's widest."""
+    batch: dict[str, Any] = text_batch([e["input_ids"] for e in examples], pad_id)
+    batch["visual_feats"] = stack_objects([e["visual_feats"] for e in examples], torch.float32)
+    batch["visual_pos"] = stack_objects([e["visual_pos"] for e in examples], torch.float32)
+    visual_mask = stack_objects([e["visual_mask"] for e in examples])
+    if not bool(visual_mask.all()):
+        batch["visual_attention_mask"] = visual_mask.long()
+    if "target" in examples[0]:
+        targets = [e["target"] for e in examples]
+        if isinstance(targets[0], np.ndarray):
+            batch["labels"] = torch.from_numpy(np.stack(targets))
+        else:
+            batch["labels"] = torch.as_tensor(targets, dtype=torch.long)
+    batch[id_key] = [e[id_key] for e in examples]
+    return batch
 
 
 def stack_objects(arrays: Sequence[np.ndarray], dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -39,7 +39,7 @@ from lxmert.data.masking import IGNORE_INDEX, mask_objects, mask_tokens
 from lxmert.data.sources import read_examples
 from lxmert.data.stores import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex, token_cache_path
-from lxmert.text import AnswerTable, LxmertTokenizer, normalize_answer
+from lxmert.text import AnswerTable, LxmertTokenizer
 
 __all__ = ["PretrainingDataset", "PretrainingStats", "collate_pretraining", "split_paths"]
 
@@ -172,7 +172,6 @@ class PretrainingDataset(Dataset):
         label_offsets = [0]
         label_ids: list[int] = []
         label_scores: list[float] = []
-        answer_cache: dict[str, int] = {}
         for path in self.paths:
             for ex in read_examples(path, sources):
                 img = image_index.get(ex.img_id)
@@ -187,12 +186,7 @@ class PretrainingDataset(Dataset):
                     stats.labelled += 1
                     kept: dict[int, float] = {}
                     for answer, score in ex.label.items():
-                        idx = answer_cache.get(answer)
-                        if idx is None:
-                            idx = self.answer_table.get(answer)
-                            if idx is None:
-                                idx = self.answer_table.get(normalize_answer(answer), -1)
-                            answer_cache[answer] = idx
+                        idx = self.answer_table.lookup(answer)
                         if idx < 0:
                             stats.answers_dropped += 1
                             stats.dropped_examples[answer] += 1

@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from lxmert.data.collate import stack_objects, text_batch
+from lxmert.data.collate import collate_labelled
 from lxmert.data.masking import IGNORE_INDEX
 from lxmert.data.sources import DataFormatError
 from lxmert.data.stores import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex, token_cache_path
-from lxmert.text import AnswerTable, LxmertTokenizer, normalize_answer
+from lxmert.text import AnswerTable, LxmertTokenizer
 
 __all__ = ["QAEntry", "QAStats", "QADataset", "VQADataset", "GQADataset", "collate_qa"]
 
@@ -175,7 +174,6 @@ class QADataset(Dataset):
         offsets = [0]
         ids: list[int] = []
         scores: list[float] = []
-        cache: dict[str, int] = {}
         with_label = without_label = None
         for path in self.paths:
             for raw, where in self.read_raw(path):
@@ -187,12 +185,7 @@ class QADataset(Dataset):
                     stats.labelled += 1
                     kept: dict[int, float] = {}
                     for answer, score in entry.label.items():
-                        idx = cache.get(answer)
-                        if idx is None:
-                            idx = self.answer_table.get(answer)
-                            if idx is None:
-                                idx = self.answer_table.get(normalize_answer(answer), -1)
-                            cache[answer] = idx
+                        idx = self.answer_table.lookup(answer)
                         if idx < 0:
                             stats.answers_dropped += 1
                             stats.dropped[answer] += 1
@@ -295,20 +288,7 @@ class QADataset(Dataset):
 
 def collate_qa(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
     """Batch QA examples: the model's inputs, `labels` when present, `question_id` list."""
-    batch = text_batch([e["input_ids"] for e in examples], pad_id)
-    batch["visual_feats"] = stack_objects([e["visual_feats"] for e in examples], torch.float32)
-    batch["visual_pos"] = stack_objects([e["visual_pos"] for e in examples], torch.float32)
-    visual_mask = stack_objects([e["visual_mask"] for e in examples])
-    if not bool(visual_mask.all()):
-        batch["visual_attention_mask"] = visual_mask.long()
-    if "target" in examples[0]:
-        targets = [e["target"] for e in examples]
-        if isinstance(targets[0], np.ndarray):
-            batch["labels"] = torch.from_numpy(np.stack(targets))
-        else:
-            batch["labels"] = torch.as_tensor(targets, dtype=torch.long)
-    batch["question_id"] = [e["question_id"] for e in examples]
-    return batch
+    return collate_labelled(examples, pad_id, "question_id")
 
 
 class VQADataset(QADataset):

@@ -168,7 +168,7 @@ class DetectorConfig:
             import yaml  # PyYAML ships with transformers; not a hard dependency of lxmert
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise RuntimeError(
-                f"reading {path} needs PyYAML (pip install "lxmert[detector]"), or convert it to our JSON config"
+                f"reading {path} needs PyYAML (pip install 'lxmert[detector]'), or convert it to our JSON config"
             ) from err
         with open(path, encoding="utf-8") as f:
             try:
