@@ -119,16 +119,6 @@ class _AnswerTask(_TaskBase):
                 loss_sum, n = loss_sum + float(out.loss) * b, n + b
         return ids, np.concatenate(chunks), (loss_sum / n if n else None)
 
-    def evaluate(self, model, device) -> dict[str, float]:
-        valid = self.valid_dataset()
-        if valid is None:
-            return {}
-        preds, loss = self.predict(model, valid, device)
-        out = self.score(preds, valid)
-        if loss is not None:
-            out["loss"] = loss
-        return out
-
 
 class AOKVQATask(_AnswerTask):
     """A-OKVQA: direct answers from the head; multiple choice by scoring the choices
@@ -318,16 +308,6 @@ class ClassifyTask(_TaskBase):
         res = evaluate_classification(gold, scores, multi_label=dataset.multi_label,
                                       label_names=[str(v) for v in dataset.label_names] if not dataset.binary else None)
         return {k: float(v) for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-    def evaluate(self, model, device) -> dict[str, float]:
-        valid = self.valid_dataset()
-        if valid is None:
-            return {}
-        preds, loss = self.predict(model, valid, device)
-        out = self.score(preds, valid)
-        if loss is not None:
-            out["loss"] = loss
-        return out
 
     def write_predictions(self, path: str | os.PathLike, preds) -> Path:
         from lxmert.evaluation import write_classification_predictions

@@ -168,6 +168,18 @@ class _TaskBase:
         for batch in loader:
             yield move_batch(batch, device)
 
+    # evaluation (the labelled tasks: predict, then the official metric) ----------------
+    def evaluate(self, model, device) -> dict[str, float]:
+        """Validation metrics: the task's official metric on its predictions, plus the loss."""
+        valid = self.valid_dataset()
+        if valid is None:
+            return {}
+        preds, loss = self.predict(model, valid, device)  # type: ignore[attr-defined]
+        out = self.score(preds, valid)  # type: ignore[attr-defined]
+        if loss is not None:
+            out["loss"] = loss
+        return out
+
 
 class PretrainTask(_TaskBase):
     """The five objectives; QA joins at `pretrain.qa_from_epoch`."""
@@ -322,16 +334,6 @@ class QATask(_TaskBase):
 
         return get_metric(self.task)(preds, dataset.raw[: len(dataset)])
 
-    def evaluate(self, model, device) -> dict[str, float]:
-        valid = self.valid_dataset()
-        if valid is None:
-            return {}
-        preds, loss = self.predict(model, valid, device)
-        out = self.score(preds, valid)
-        if loss is not None:
-            out["loss"] = loss
-        return out
-
 
 class NLVR2Task(_TaskBase):
     """Two images per sentence; the head classifies the concatenated pooled vectors."""
@@ -372,16 +374,6 @@ class NLVR2Task(_TaskBase):
         from lxmert.evaluation import get_metric
 
         return get_metric("nlvr2")(preds, dataset.raw[: len(dataset)])
-
-    def evaluate(self, model, device) -> dict[str, float]:
-        valid = self.valid_dataset()
-        if valid is None:
-            return {}
-        preds, loss = self.predict(model, valid, device)
-        out = self.score(preds, valid)
-        if loss is not None:
-            out["loss"] = loss
-        return out
 
 
 def make_task(recipe: Recipe, data_dir: str | os.PathLike):
