@@ -169,11 +169,11 @@ def test_classification_single_binary_and_multi_label(tmp_path, store):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("{not json", r"bad.jsonl, line 2: not valid JSON"),
-    ({"img_id": "meme_1", "labels": 1}, r"bad.jsonl, line 2: missing key 'text'"),
-    ({"img_id": "meme_1", "text": "a", "labels": 1.5}, r"bad.jsonl, line 2: a label must be an int or a string"),
-    ({"img_id": "meme_1", "text": "a", "labels": 7}, r"bad.jsonl, line 2: label 7 is not one of \[0, 1\]"),
-    ({"img_id": "nope", "text": "a", "labels": 1}, r"bad.jsonl, line 2: image 'nope' is not in the feature store"),
+    ("{not json", r"bad.jsonl:2: not valid JSON"),
+    ({"img_id": "meme_1", "labels": 1}, r"bad.jsonl:2: missing key 'text'"),
+    ({"img_id": "meme_1", "text": "a", "labels": 1.5}, r"bad.jsonl:2: a label must be an int or a string"),
+    ({"img_id": "meme_1", "text": "a", "labels": 7}, r"bad.jsonl:2: label 7 is not one of \[0, 1\]"),
+    ({"img_id": "nope", "text": "a", "labels": 1}, r"bad.jsonl:2: image 'nope' is not in the feature store"),
 ])
 def test_classification_errors_name_file_and_line(tmp_path, store, line, message):
     path = _jsonl(tmp_path / "bad.jsonl", [{"img_id": "meme_1", "text": "a", "labels": 0}, line])

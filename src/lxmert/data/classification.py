@@ -21,7 +21,6 @@ AUROC on p(positive)). Targets: long [B] (single-label), float multi-hot [B, L]
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from lxmert.data.collate import collate_labelled
+from lxmert.data.jsonl import iter_image_text_lines
 from lxmert.data.sources import DataFormatError
 from lxmert.data.stores import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex
@@ -57,36 +57,19 @@ def _label_value(value: Any, where: str) -> Any:
 def read_classification_jsonl(path: str | os.PathLike) -> Iterator[ClassificationEntry]:
     """Stream the entries of one JSONL file (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(raw, dict):
-                raise DataFormatError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-            for key in ("img_id", "text"):
-                if key not in raw:
-                    raise DataFormatError(f"{where}: missing key {key!r}")
-            if not isinstance(raw["text"], str):
-                raise DataFormatError(f"{where}: 'text' must be a string")
-            labels = raw.get("labels")
-            multi = isinstance(labels, list)
-            if labels is None:
-                values = None
-            elif multi:
-                values = [_label_value(v, where) for v in labels]
-                if len(set(values)) != len(values):
-                    raise DataFormatError(f"{where}: repeated label in {labels!r}")
-            else:
-                values = [_label_value(labels, where)]
-            ident = str(raw.get("id", f"{path.stem}:{lineno}"))
-            yield ClassificationEntry(ident, str(raw["img_id"]), raw["text"], values, where, multi)
+    for where, lineno, raw in iter_image_text_lines(path):
+        labels = raw.get("labels")
+        multi = isinstance(labels, list)
+        if labels is None:
+            values = None
+        elif multi:
+            values = [_label_value(v, where) for v in labels]
+            if len(set(values)) != len(values):
+                raise DataFormatError(f"{where}: repeated label in {labels!r}")
+        else:
+            values = [_label_value(labels, where)]
+        ident = str(raw.get("id", f"{path.stem}:{lineno}"))
+        yield ClassificationEntry(ident, str(raw["img_id"]), raw["text"], values, where, multi)
 
 
 def collect_labels(entries: Sequence[ClassificationEntry]) -> list[Any]:

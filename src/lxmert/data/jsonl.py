@@ -24,13 +24,16 @@ from typing import Collection, Iterable, Iterator
 from lxmert.data.sources import DataFormatError, TextExample, read_pretrain_json
 from lxmert.utils import atomic_open
 
-__all__ = ["read_jsonl", "write_jsonl", "convert_pretrain_json", "DEFAULT_SOURCE"]
+__all__ = ["read_jsonl", "iter_image_text_lines", "write_jsonl", "convert_pretrain_json", "DEFAULT_SOURCE"]
 
 DEFAULT_SOURCE = "jsonl"
 
 
-def read_jsonl(path: str | os.PathLike, sources: Collection[str] | None = None) -> Iterator[TextExample]:
-    """Yield the examples of a JSONL file (streaming; constant memory)."""
+def iter_image_text_lines(path: str | os.PathLike) -> Iterator[tuple[str, int, dict]]:
+    """(where, line number, object) for each non-blank line of an image-text JSONL file.
+
+    Every object is checked for what all our JSONL formats share (a JSON object with an
+    `img_id` string/int and a `text` string); errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -52,16 +55,22 @@ def read_jsonl(path: str | os.PathLike, sources: Collection[str] | None = None) 
                 raise DataFormatError(f"{where}: 'text' must be a string")
             if not isinstance(obj["img_id"], (str, int)):
                 raise DataFormatError(f"{where}: 'img_id' must be a string")
-            source = obj.get("source", DEFAULT_SOURCE)
-            if sources is not None and source not in sources:
-                continue
-            answers = obj.get("answers")
-            if answers is not None:
-                if not isinstance(answers, dict) or not all(
-                        isinstance(a, str) and isinstance(s, (int, float)) for a, s in answers.items()):
-                    raise DataFormatError(f"{where}: 'answers' must be an object {{answer: score}}")
-                answers = {a: float(s) for a, s in answers.items()}
-            yield TextExample(str(obj["img_id"]), str(source), obj["text"], answers, where)
+            yield where, lineno, obj
+
+
+def read_jsonl(path: str | os.PathLike, sources: Collection[str] | None = None) -> Iterator[TextExample]:
+    """Yield the examples of a JSONL file (streaming; constant memory)."""
+    for where, _, obj in iter_image_text_lines(path):
+        source = obj.get("source", DEFAULT_SOURCE)
+        if sources is not None and source not in sources:
+            continue
+        answers = obj.get("answers")
+        if answers is not None:
+            if not isinstance(answers, dict) or not all(
+                    isinstance(a, str) and isinstance(s, (int, float)) for a, s in answers.items()):
+                raise DataFormatError(f"{where}: 'answers' must be an object {{answer: score}}")
+            answers = {a: float(s) for a, s in answers.items()}
+        yield TextExample(str(obj["img_id"]), str(source), obj["text"], answers, where)
 
 
 def write_jsonl(path: str | os.PathLike, examples: Iterable[TextExample]) -> int:
