@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (PRETRAIN_MIX, SOURCES, SentenceSampler, alternate, configure_threads,  # noqa: E402
-                    format_table, gemm_rate, load_pretraining_pair, machine_info, pretraining_targets,
+from common import (PRETRAIN_MIX, SOURCES, SentenceSampler, alternate, comparison_report, configure_threads,  # noqa: E402
+                    gemm_rate, load_pretraining_pair, machine_info, pretraining_targets,
                     step_flops, text_batches, visual_inputs, write_json)
 
 from lxmert.config import LxmertConfig  # noqa: E402
@@ -150,20 +150,7 @@ def _summarise(t, config, ours_batches, theirs_batches, batch_size, reps) -> dic
 
 
 def report(result: dict[str, Any]) -> str:
-    rows = []
-    for name, label in (("system", "pre-training step, system level"), ("same", "pre-training step, same tensors")):
-        if name not in result:
-            continue
-        fig = result[name]
-        rows.append([f"{label}, B={result['batch_size']}", fig["lxmert"]["samples_per_s"],
-                     fig["transformers"]["samples_per_s"], fig["ratio"],
-                     fig["lxmert"]["gemm_fraction"], fig["transformers"]["gemm_fraction"]])
-    head = (f"pre-training step on {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
-            f"sentences: {result['source']}, mean {result['mean_pieces']:.1f} ids; lxmert padded to "
-            f"{result['mean_padded_ours']:.1f} on average; GEMM {result['gemm_flops'] / 1e9:.0f} GFLOP/s; "
-            f"load {result['machine']['load_avg_1m']:.1f} -> {result['machine']['load_avg_1m_end']:.1f}")
-    return head + "\n" + format_table(rows, ["figure", "lxmert samples/s", "transformers samples/s", "ratio",
-                                             "lxmert FLOP/s / GEMM", "transformers FLOP/s / GEMM"])
+    return comparison_report(result, "pre-training step", {"system": "pre-training step, system level", "same": "pre-training step, same tensors"}, "sentences")
 
 
 def main(argv: list[str] | None = None) -> int:

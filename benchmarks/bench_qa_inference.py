@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (SOURCES, SentenceSampler, alternate, configure_threads, format_table,  # noqa: E402
+from common import (SOURCES, SentenceSampler, alternate, comparison_report, configure_threads,  # noqa: E402
                     gemm_rate, hf_model_from_ours, machine_info, step_flops, text_batches, visual_inputs,
                     write_json)
 
@@ -116,19 +116,7 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
 
 
 def report(result: dict[str, Any]) -> str:
-    rows = []
-    for name, label in (("system", "QA inference fp32, system level"), ("same", "QA inference fp32, same tensors")):
-        if name in result:
-            fig = result[name]
-            rows.append([f"{label}, B={result['batch_size']}", fig["lxmert"]["samples_per_s"],
-                         fig["transformers"]["samples_per_s"], fig["ratio"],
-                         fig["lxmert"]["gemm_fraction"], fig["transformers"]["gemm_fraction"]])
-    head = (f"QA inference on {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
-            f"questions: {result['source']}, mean {result['mean_pieces']:.1f} ids; lxmert padded to "
-            f"{result['mean_padded_ours']:.1f} on average; GEMM {result['gemm_flops'] / 1e9:.0f} GFLOP/s; "
-            f"load {result['machine']['load_avg_1m']:.1f} -> {result['machine']['load_avg_1m_end']:.1f}")
-    return head + "\n" + format_table(rows, ["figure", "lxmert samples/s", "transformers samples/s", "ratio",
-                                             "lxmert FLOP/s / GEMM", "transformers FLOP/s / GEMM"])
+    return comparison_report(result, "QA inference", {"system": "QA inference fp32, system level", "same": "QA inference fp32, same tensors"}, "questions")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from lxmert.config import LxmertConfig
 
 __all__ = [
     "Timing", "alternate", "gemm_rate", "machine_info", "configure_threads",
-    "forward_flops", "step_flops", "SentenceSampler", "SOURCES", "PRETRAIN_MIX",
+    "forward_flops", "step_flops", "comparison_report", "SentenceSampler", "SOURCES", "PRETRAIN_MIX",
     "bucket_batches", "random_batches", "TextBatches", "text_batches", "pretraining_targets", "visual_inputs",
     "hf_model_from_ours", "format_table", "write_json", "load_pretraining_pair",
 ]
@@ -504,3 +504,21 @@ def _fmt(value: Any) -> str:
             return "-"
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+def comparison_report(result: dict[str, Any], title: str, labels: dict[str, str], what: str) -> str:
+    """The table of an lxmert-vs-transformers figure pair (`result["system"]`, `["same"]`):
+    samples/s of both, their ratio and each side's model FLOP/s as a fraction of GEMM."""
+    rows = []
+    for name, label in labels.items():
+        if name in result:
+            fig = result[name]
+            rows.append([f"{label}, B={result['batch_size']}", fig["lxmert"]["samples_per_s"],
+                         fig["transformers"]["samples_per_s"], fig["ratio"],
+                         fig["lxmert"]["gemm_fraction"], fig["transformers"]["gemm_fraction"]])
+    head = (f"{title} on {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
+            f"{what}: {result['source']}, mean {result['mean_pieces']:.1f} ids; lxmert padded to "
+            f"{result['mean_padded_ours']:.1f} on average; GEMM {result['gemm_flops'] / 1e9:.0f} GFLOP/s; "
+            f"load {result['machine']['load_avg_1m']:.1f} -> {result['machine']['load_avg_1m_end']:.1f}")
+    return head + "\n" + format_table(rows, ["figure", "lxmert samples/s", "transformers samples/s", "ratio",
+                                             "lxmert FLOP/s / GEMM", "transformers FLOP/s / GEMM"])
