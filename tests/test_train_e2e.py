@@ -92,6 +92,16 @@ def test_vqa_from_scratch_learns_and_beats_majority(world, tmp_path, capsys):
     assert {p["question_id"] for p in preds} == {e["question_id"] for e in test}
     assert all(isinstance(p["answer"], str) for p in preds)
 
+    # int8 copy of the trained model, checked on the labelled test split (real questions)
+    capsys.readouterr()
+    assert main(["quantize", str(run / "best"), str(tmp_path / "int8"), "--check-data", str(world),
+                 "--task", "vqa", "--split", "test"]) == 0
+    report = json.loads((tmp_path / "int8" / "agreement.json").read_text())
+    assert report["samples"] == len(test) and report["split"] == "test"
+    assert abs(report["accuracy_fp32"] - metrics["accuracy"]) < 1e-9  # the same scoring as `evaluate`
+    assert report["top1_agreement"] >= 0.9 and abs(report["accuracy_int8"] - report["accuracy_fp32"]) < 0.05
+    assert "same top answer" in capsys.readouterr().out
+
 
 def _pretrain_cmd(world: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "lxmert", "pretrain", "--data", str(world), "--out", str(out),

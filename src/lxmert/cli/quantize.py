@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -18,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="one scale per weight matrix instead of one per output channel")
     p.add_argument("--skip", action="append", default=None, metavar="MODULE",
                    help="module name to keep in fp32 (repeatable; default: the tied MLM decoder)")
+    p.add_argument("--check-data", default=None, metavar="DIR",
+                   help="also measure, on a labelled split of this data root, how often the int8 model "
+                        "gives the fp32 model's top answer, and both models' accuracy (QA checkpoints)")
+    p.add_argument("--task", default="vqa", choices=["vqa", "gqa"], help="task of --check-data (default vqa)")
+    p.add_argument("--split", default=None, help="split of --check-data (default: the recipe's validation split)")
+    p.add_argument("--report", default=None, metavar="FILE",
+                   help="write the agreement and accuracies as JSON (default OUT/agreement.json)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
 
@@ -31,4 +39,41 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}/{QUANTIZED_WEIGHTS_NAME} ({size / 2**20:.1f} MiB, "
           f"{'per-tensor' if args.per_tensor else 'per-channel'} int8); "
           f"load with lxmert.quantize.load_quantized({str(out)!r})")
+    if args.check_data:
+        report = check_agreement(args.checkpoint, out, args.check_data, args.task, args.split)
+        target = Path(args.report) if args.report else Path(out) / "agreement.json"
+        from lxmert.utils import atomic_write_text
+
+        atomic_write_text(target, json.dumps(report, indent=2) + "\n")
+        print(f"{report['task']} {report['split']}: same top answer on {report['top1_agreement']:.2%} of "
+              f"{report['samples']} questions; accuracy fp32 {report['accuracy_fp32']:.4f}, "
+              f"int8 {report['accuracy_int8']:.4f} -> {target}")
     return 0
+
+
+def check_agreement(checkpoint: str, quantized: str | Path, data: str, task: str,
+                    split: str | None) -> dict:
+    """fp32 vs int8 on a labelled split: top-answer agreement (lxmert.quantize.answer_agreement)
+    and the official accuracy of each. Real questions and images matter here: a model's
+    margins on random inputs say little about how often quantisation flips an answer."""
+    import torch
+
+    from lxmert.quantize import answer_agreement, load_quantized
+    from lxmert.training.run import load_for_inference
+
+    adapter, fp32, device = load_for_inference(task, data, checkpoint, device="cpu")
+    if split:
+        adapter.recipe.data.valid = split
+    adapter.recipe.data.valid_limit = 0
+    dataset = adapter.valid_dataset()
+    if dataset is None:
+        raise ValueError(f"{task}: no split to check on; pass --split")
+    int8 = load_quantized(quantized)
+    with torch.inference_mode():
+        agreement = answer_agreement(fp32, int8, adapter.eval_batches(dataset, device))
+        scores = {}
+        for name, model in (("fp32", fp32), ("int8", int8)):
+            preds, _ = adapter.predict(model, dataset, device)
+            scores[name] = float(adapter.score(preds, dataset)["accuracy"])
+    return {"task": task, "split": adapter.recipe.data.valid, "checkpoint": str(checkpoint),
+            **agreement.to_dict(), "accuracy_fp32": scores["fp32"], "accuracy_int8": scores["int8"]}
