@@ -62,6 +62,9 @@ __all__ = [
     "SIZES",
     "DETECTOR_OBJECT_IDS",
     "DETECTOR_ATTRIBUTE_IDS",
+    "NLVR2_KINDS",
+    "VQA_ANSWERS",
+    "GQA_ANSWERS",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -127,6 +130,10 @@ class SynthConfig:
     detector_label_noise: float = 0.1
     annotator_accuracy: tuple[float, float] = (0.75, 1.0)
     feature_seed: int = 9595
+    #: NLVR2 statement kinds drawn (uniformly, repeats weight a kind); empty = all kinds of
+    #: `NLVR2_KINDS` equally (the default world). E.g. ("side", "both", "one") keeps only the
+    #: grounded existence statements ("the left image contains a red ball.").
+    nlvr2_kinds: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.images < 3:
@@ -153,6 +160,9 @@ class SynthConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.nlvr2_per_image < 0:
             raise ValueError("nlvr2_per_image must be >= 0")
+        unknown = [k for k in self.nlvr2_kinds if k not in NLVR2_KINDS]
+        if unknown:
+            raise ValueError(f"unknown nlvr2_kinds {unknown}; choose from {NLVR2_KINDS}")
 
     def split_sizes(self) -> dict[str, int]:
         n_val = max(1, round(self.images * self.val_fraction))
@@ -741,8 +751,14 @@ def _answer_space(answer: str) -> tuple[str, ...]:
 # NLVR2 statements about (left image, right image)
 
 
-def _nlvr2_statement(left: Scene, right: Scene, rng: random.Random) -> tuple[str, Callable[[Scene, Scene], bool]]:
-    kind = rng.randrange(6)
+#: The statement kinds, in the order of `_nlvr2_statement`'s cases: existence in one named
+#: image, in both, in exactly one; a total count; a comparison of counts; "each image ...".
+NLVR2_KINDS: tuple[str, ...] = ("side", "both", "one", "count", "more", "each")
+
+
+def _nlvr2_statement(left: Scene, right: Scene, rng: random.Random,
+                     kinds: Sequence[str] = ()) -> tuple[str, Callable[[Scene, Scene], bool]]:
+    kind = NLVR2_KINDS.index(rng.choice(kinds)) if kinds else rng.randrange(len(NLVR2_KINDS))
     attrs = _random_description_attrs(rng)
     source = rng.choice(left.objects + right.objects)
     values = {a: source.attr(a) for a in attrs}
@@ -914,13 +930,20 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None, *,
         nlvr2 = _nlvr2_split(scene_list, split, nlvr2_name, cfg)
         _write_json(out / "nlvr2" / f"{nlvr2_name}.json", nlvr2, summary, out)
 
-    for name, answers in (("vqa", VQA_ANSWERS), ("gqa", GQA_ANSWERS)):
+    # The answer tables: every answer a template or an annotator can produce (the fixed
+    # answer spaces), plus, as a safety net, any answer the labels actually carry, so that
+    # no loader ever drops a label of the world's own questions.
+    tables = {
+        "vqa": set(VQA_ANSWERS) | {a for entries in vqa_all.values() for e in entries for a in e["label"]},
+        "gqa": set(GQA_ANSWERS) | {a for entries in gqa_all.values() for e in entries for a in e["label"]},
+    }
+    for name, answers in tables.items():
         ordered = sorted(answers)
         _write_json(out / name / "trainval_ans2label.json", {a: k for k, a in enumerate(ordered)}, summary, out)
         _write_json(out / name / "trainval_label2ans.json", ordered, summary, out)
     dsets: dict[str, list[str]] = defaultdict(list)
-    for name, answers in (("vqa", VQA_ANSWERS), ("gqa", GQA_ANSWERS)):
-        for a in answers:
+    for name, answers in tables.items():
+        for a in sorted(answers):
             dsets[a].append(name)
     _write_json(out / "lxmert" / "all_ans.json", [{"ans": a, "dsets": dsets[a]} for a in sorted(dsets)], summary, out)
 
@@ -993,7 +1016,7 @@ def _nlvr2_split(scenes: list[Scene], split: str, file_name: str, cfg: SynthConf
         rng.shuffle(wanted)
         for _ in range(20):
             seed_pair = rng.sample(scenes, 2)
-            sent, truth = _nlvr2_statement(seed_pair[0], seed_pair[1], rng)
+            sent, truth = _nlvr2_statement(seed_pair[0], seed_pair[1], rng, cfg.nlvr2_kinds)
             pairs = []
             for want in wanted:
                 for _ in range(100):
