@@ -53,12 +53,14 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A training run's `last` marker (or the run directory holding one and no weights)
     names its newest complete checkpoint: follow it, so `--init runs/x/last` and
     `from_pretrained("runs/x")` mean that checkpoint. Other paths are returned as is."""
+    from lxmert.quantize import QUANTIZED_WEIGHTS_NAME
+
     path = Path(path)
     marker = None
     if path.is_file() and path.name == "last" and path.stat().st_size < 4096:
         marker = path
     elif path.is_dir() and (path / "last").is_file() and not any(
-            (path / n).is_file() for n in (WEIGHTS_NAME, HF_BIN_NAME, "model.int8.safetensors")):
+            (path / n).is_file() for n in (WEIGHTS_NAME, HF_BIN_NAME, QUANTIZED_WEIGHTS_NAME)):
         marker = path / "last"
     if marker is None:
         return path
