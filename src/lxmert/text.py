@@ -211,6 +211,7 @@ class AnswerTable:
     def __init__(self, answers: Sequence[str]) -> None:
         self.answers = list(answers)
         self._index: dict[str, int] = {}
+        self._normalised: dict[str, int] = {}  # lookup()'s memo: raw answer -> index or -1
         for i, ans in enumerate(self.answers):
             if ans in self._index:
                 raise ValueError(f"duplicate answer {ans!r} at {self._index[ans]} and {i}")
@@ -240,10 +241,9 @@ class AnswerTable:
         idx = self._index.get(answer)
         if idx is not None:
             return idx
-        memo = self.__dict__.setdefault("_normalised_memo", {})
-        idx = memo.get(answer)
+        idx = self._normalised.get(answer)
         if idx is None:
-            idx = memo[answer] = self._index.get(normalize_answer(answer), -1)
+            idx = self._normalised[answer] = self._index.get(normalize_answer(answer), -1)
         return idx
 
     def answer(self, index: int) -> str:

@@ -109,7 +109,9 @@ class BertAdam(Optimizer):
             if group.get("foreach", True):
                 # The same element-wise operations in the same order as the loop below (so the
                 # same bits), issued as a few multi-tensor kernels instead of ~10 small kernels
-                # per parameter: the optimiser step of a 228M-parameter model is memory-bound.
+                # per parameter: far fewer kernel launches on a GPU. On the 2-core CPU it is no
+                # faster (1.45 vs 1.48 s for 228M parameters, docs/benchmarks.md): there the
+                # update is memory-bound either way.
                 by_device: dict[tuple[torch.device, torch.dtype], list[int]] = {}
                 for i, p in enumerate(params):
                     by_device.setdefault((p.device, p.dtype), []).append(i)
