@@ -39,9 +39,9 @@ ROTATED = torch.linalg.qr(torch.randn(64, 64, generator=torch.Generator().manual
 
 def encode(onehot: torch.Tensor, features: str, noise: float, gen: torch.Generator) -> torch.Tensor:
     """Region features from one-hot concept codes [.., 16]: `onehot` keeps each concept on its
-    own channel (like pool5 channels, and like the generated world's `FeatureFunction`),
-    `dense` mixes them through fixed random directions in 64-d, `rotated` through an
-    orthonormal rotation; then Gaussian noise, and ReLU except for `rotated`."""
+    own channel (like pool5 channels), `dense` mixes them through fixed random directions in
+    64-d (as the generated world's `FeatureFunction` does), `rotated` through an orthonormal
+    rotation; then Gaussian noise, and ReLU except for `rotated`."""
     x = onehot if features == "onehot" else onehot @ (DENSE if features == "dense" else ROTATED)
     if noise:
         x = x + noise * torch.randn(x.shape, generator=gen)

@@ -43,8 +43,8 @@ def swap_order(boxes: torch.Tensor) -> torch.Tensor | None:
 
 def score(model, task, dataset, visual_words: torch.Tensor, seed: int = 0) -> dict[str, dict[str, float]]:
     """Accuracies over `dataset` (pre-training examples), each batch scored twice: with its own
-    images and with those of other examples of the batch (`swap_shift`). The examples are
-    taken in a fixed random order, since the release's json lists the dozen sentences of an
+    images and with those of other examples of the batch (`swap_order`). The examples are
+    taken in a fixed random order, since the release's json lists the sentences of an
     image together. Batches with no possible swap (one image in more than half of it) are left out of both."""
     from torch.utils.data import Subset
 
@@ -66,19 +66,19 @@ def score(model, task, dataset, visual_words: torch.Tensor, seed: int = 0) -> di
             for key in ("visual_feats", "visual_pos", "visual_attention_mask"):
                 if key in swapped:
                     swapped[key] = swapped[key][perm]
+            ans = batch["ans"]
+            keep = ans != IGNORE
+            labels = batch["labels"]
+            target = labels[labels != IGNORE]
+            seen = torch.isin(target, visual_words)
             for way, kwargs in (("own_image", inputs), ("swapped", swapped)):
                 out, h = model(**kwargs, sparse_mlm=True), hits[way]
-                ans = batch["ans"]
-                keep = ans != IGNORE
                 if out.question_answering_score is not None and keep.any():
                     h["qa"][0] += int((out.question_answering_score.argmax(-1)[keep] == ans[keep]).sum())
                     h["qa"][1] += int(keep.sum())
                 pred = out.cross_relationship_score.argmax(-1)
                 h["matched"][0] += int((pred == batch["matched_label"]).sum())
                 h["matched"][1] += len(pred)
-                labels = batch["labels"]
-                target = labels[labels != IGNORE]
-                seen = torch.isin(target, visual_words)
                 if out.prediction_logits is not None and seen.any():
                     h["mlm_visual_words"][0] += int((out.prediction_logits.argmax(-1)[seen] == target[seen]).sum())
                     h["mlm_visual_words"][1] += int(seen.sum())
