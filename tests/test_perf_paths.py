@@ -54,6 +54,19 @@ def test_fused_adamw_and_sparse_mlm_match_the_plain_step():
         assert torch.allclose(pa, pb, atol=1e-5), name
 
 
+def test_loss_weights_scale_only_the_named_losses():
+    cfg = LxmertConfig(**{**TINY, "vocab_size": 2000, "visual_feat_dim": 64}, hidden_dropout_prob=0.0,
+                       attention_probs_dropout_prob=0.0)
+    model = LxmertForPreTraining(cfg).eval()
+    batch = _batch(cfg)
+    plain = model(**batch, sparse_mlm=True)
+    weighted = model(**batch, sparse_mlm=True, loss_weights={"matched": 3.0, "qa": 0.0})
+    assert set(plain.losses) == {"mlm", "matched", "obj", "attr", "feat", "qa"}
+    expected = sum(plain.losses.values()) + 2.0 * plain.losses["matched"] - plain.losses["qa"]
+    assert torch.allclose(weighted.loss, expected, atol=1e-5)
+    assert all(torch.equal(weighted.losses[k], plain.losses[k]) for k in plain.losses)  # reported unweighted
+
+
 def test_inference_mode_equals_no_grad():
     cfg = LxmertConfig(**TINY)
     model = LxmertForQuestionAnswering(cfg).eval()

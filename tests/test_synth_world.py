@@ -175,3 +175,24 @@ def test_config_validation():
         SynthConfig(images=2).validate()
     with pytest.raises(ValueError, match="num_boxes"):
         SynthConfig(num_boxes=10).validate()
+
+
+def test_channel_code_gives_each_concept_its_own_channels():
+    """`feature_code="channels"`: disjoint blocks per concept, same norm as the dense codes,
+    and the default (dense) world is unchanged by the knob's existence."""
+    from lxmert.data.synth import FeatureFunction
+
+    ff = FeatureFunction(64, 9595, noise=0.0, code="channels")
+    codes = [*ff.obj.values(), *ff.attr.values()]
+    support = np.stack([c > 0 for c in codes])
+    assert support.sum(1).min() >= 1
+    assert support.sum(0).max() == 1, "two concepts share a channel"
+    assert np.allclose([np.linalg.norm(c) for c in codes], 8.0)  # sqrt(feat_dim) like a Gaussian code
+    dense = FeatureFunction(64, 9595, noise=0.0)
+    assert (np.stack([*dense.obj.values()]) != 0).mean() > 0.99
+    # A region of a red ball fires exactly the red and ball blocks (plus material and size).
+    rng = np.random.default_rng(0)
+    region = ff([[("obj", "ball", 1.0), ("attr", "red", 1.0)]], np.ones(1), rng)[0]
+    assert set(np.flatnonzero(region)) == set(np.flatnonzero(ff.obj["ball"])) | set(np.flatnonzero(ff.attr["red"]))
+    with pytest.raises(ValueError, match="feature_code"):
+        SynthConfig(feature_code="sparse").validate()

@@ -55,6 +55,28 @@ def test_bad_keys_and_values_name_the_file_and_key(tmp_path):
         load_recipe(tmp_path / "missing.toml")
 
 
+def test_model_field_set_in_both_layouts_is_an_error_not_a_silent_pick(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('task = "vqa"\n[model]\nhidden_dropout_prob = 0.1\n')
+    with pytest.raises(ValueError, match=r"r.toml.*model\.hidden_dropout_prob \(0\.1\) and "
+                                         r"model\.config\.hidden_dropout_prob \(0\.0\)"):
+        load_recipe(path, ["model.config.hidden_dropout_prob=0.0"])
+    # The same value in both places is harmless; the flat key is the documented override.
+    assert load_recipe(path, ["model.config.hidden_dropout_prob=0.1"]).model.config["hidden_dropout_prob"] == 0.1
+    assert load_recipe(path, ["model.hidden_dropout_prob=0.0"]).model.config["hidden_dropout_prob"] == 0.0
+
+
+def test_pretrain_loss_weights_are_checked():
+    r = load_recipe(None, ["pretrain.loss_weights.matched=4.0", "pretrain.loss_weights.qa=1"], task="pretrain")
+    assert r.pretrain.loss_weights == {"matched": 4.0, "qa": 1}
+    assert load_recipe(None, ["pretrain.loss_weights={matched = 2.0}"], task="pretrain").pretrain.loss_weights == {
+        "matched": 2.0}
+    with pytest.raises(ValueError, match=r"pretrain\.loss_weights\.match: not a loss"):
+        load_recipe(None, ["pretrain.loss_weights.match=4.0"], task="pretrain")
+    with pytest.raises(ValueError, match=r"pretrain\.loss_weights\.qa = -1"):
+        load_recipe(None, ["pretrain.loss_weights.qa=-1"], task="pretrain")
+
+
 def test_bare_string_override():
     assert parse_override("model.init=runs/pre/best") == (["model", "init"], "runs/pre/best")
     assert parse_override("optim.lr=1e-4") == (["optim", "lr"], 1e-4)

@@ -40,6 +40,7 @@ class QuickstartOptions:
     world_seed: int = 0
     max_objects: int = 4  # objects per scene (3..max); boxes = 5 x max_objects
     feature_noise: float = 0.5
+    feature_code: str = "dense"  # `SynthConfig.feature_code`
     # NLVR2 statement kinds of the world (`lxmert.data.synth.NLVR2_KINDS`); empty = all of them.
     nlvr2_kinds: tuple[str, ...] = ()
     tasks: tuple[str, ...] = TASKS
@@ -58,7 +59,7 @@ def _world(out: Path, opts: QuickstartOptions, log: Callable[[str], None]) -> Pa
     config = SynthConfig(images=opts.images, feat_dim=opts.feat_dim, seed=opts.world_seed,
                          min_objects=min(3, opts.max_objects), max_objects=opts.max_objects,
                          num_boxes=5 * opts.max_objects, feature_noise=opts.feature_noise,
-                         nlvr2_kinds=tuple(opts.nlvr2_kinds))
+                         feature_code=opts.feature_code, nlvr2_kinds=tuple(opts.nlvr2_kinds))
     marker = world / "synth.json"
     if marker.is_file():
         try:

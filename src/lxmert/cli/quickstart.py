@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="objects per scene, 3..N (boxes per image = 5 N; default %(default)s)")
     p.add_argument("--feature-noise", type=float, default=d.feature_noise,
                    help="noise of the world's region features (default %(default)s)")
+    p.add_argument("--feature-code", choices=("dense", "channels"), default=d.feature_code,
+                   help="how the world's features code concepts (default %(default)s; see SynthConfig)")
+    p.add_argument("--nlvr2-kinds", nargs="*", default=list(d.nlvr2_kinds),
+                   help="NLVR2 statement kinds of the world (default: all)")
     p.add_argument("--tasks", nargs="+", choices=("vqa", "gqa", "nlvr2"), default=list(d.tasks))
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch intra-op threads (default %(default)s: fastest for the demo's small "
@@ -41,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = QuickstartOptions(images=args.images, feat_dim=args.feat_dim, world_seed=args.seed,
                              max_objects=args.max_objects, feature_noise=args.feature_noise,
+                             feature_code=args.feature_code, nlvr2_kinds=tuple(args.nlvr2_kinds),
                              tasks=tuple(args.tasks), threads=args.threads,
                              pretrain_overrides=args.pretrain_set, finetune_overrides=args.finetune_set,
                              progress=not args.no_progress)

@@ -62,6 +62,7 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         sparse_mlm: bool = False,
+        loss_weights: dict[str, float] | None = None,
         **unused,
     ) -> LxmertForPreTrainingOutput:
         """`sparse_mlm=True` computes word logits only where `labels != -100` (the
@@ -71,7 +72,10 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
         for objects of non-zero weight (the masked ~15%; the loss of the others is
         multiplied by 0) and `obj_logits["feat"]` is [n_chosen, feat_dim]; the label and
         attribute losses apply to all objects (the release's choice) and stay dense.
-        The losses equal the dense ones up to float summation order."""
+        The losses equal the dense ones up to float summation order.
+
+        `loss_weights` (e.g. {"matched": 4.0}) scales named losses in `loss`; the release
+        sums them unweighted (the default), `losses` always holds the unweighted values."""
         cfg = self.config
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
                           token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
@@ -128,7 +132,10 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
                 losses["qa"] = _ce_ignoring(out.question_answering_score, ans.view(-1))
 
         if losses:
-            out.loss = torch.stack(list(losses.values())).sum()
+            if loss_weights:
+                out.loss = torch.stack([v * float(loss_weights.get(k, 1.0)) for k, v in losses.items()]).sum()
+            else:
+                out.loss = torch.stack(list(losses.values())).sum()
             out.losses = {k: v.detach() for k, v in losses.items()}
         out.language_output, out.vision_output, out.pooled_output = lang, visn, pooled
         return out

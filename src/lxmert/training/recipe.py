@@ -23,6 +23,8 @@ from typing import Any, Iterable
 from lxmert.techniques.adversarial import AdvSection
 from lxmert.utils import atomic_write_text
 
+#: names of the pre-training losses (keys of `pretrain.loss_weights`)
+PRETRAIN_LOSSES = ("mlm", "matched", "obj", "attr", "feat", "qa")
 TASKS = ("pretrain", "vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classify")
 
 __all__ = [
@@ -132,6 +134,9 @@ class PretrainSection:
     visual_feat_loss: bool = True
     word_mask_rate: float = 0.15
     obj_mask_rate: float = 0.15
+    #: scales of the named losses (mlm, matched, obj, attr, feat, qa) in the summed loss;
+    #: empty = the release's plain sum
+    loss_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -171,6 +176,11 @@ class Recipe:
             problems.append(f"optim.warmup = {self.optim.warmup} (a fraction in [0, 1])")
         if len(self.optim.betas) != 2:
             problems.append(f"optim.betas = {self.optim.betas} (two numbers)")
+        for key, value in self.pretrain.loss_weights.items():
+            if key not in PRETRAIN_LOSSES:
+                problems.append(f"pretrain.loss_weights.{key}: not a loss (expected one of {', '.join(PRETRAIN_LOSSES)})")
+            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                problems.append(f"pretrain.loss_weights.{key} = {value!r} (a number >= 0)")
         if self.model.config:
             from lxmert.config import LxmertConfig
 
@@ -210,7 +220,15 @@ class Recipe:
         config = dict(model.pop("config", {}) or {})
         for key in list(model):
             if key not in ("init", "answers"):
-                config[key] = model.pop(key)
+                value = model.pop(key)
+                if key in config and config[key] != value:
+                    # Both layouts name the field: silently keeping one would drop an
+                    # override (e.g. `model.config.X=...` against a TOML's flat `X`).
+                    raise ValueError(
+                        f"{source}: model.{key} ({value!r}) and model.config.{key} ({config[key]!r}) are "
+                        f"both set; set one (TOML recipes keep LxmertConfig fields directly in [model], "
+                        f"so override model.{key}=...)")
+                config[key] = value
         model["config"] = config
         data["model"] = model
         recipe = _build(cls, data, source, prefix="")

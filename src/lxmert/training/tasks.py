@@ -235,7 +235,8 @@ class PretrainTask(_TaskBase):
         return batch
 
     def loss(self, model, batch, epoch):
-        out = model(**self._targets(batch, epoch), sparse_mlm=True)
+        weights = self.recipe.pretrain.loss_weights or None
+        out = model(**self._targets(batch, epoch), sparse_mlm=True, loss_weights=weights)
         return out.loss, out.losses
 
     @torch.no_grad()
