@@ -323,9 +323,9 @@ class FeatureFunction:
     of the real detector. With `code="dense"` a code is a random Gaussian direction over all
     channels; with `code="channels"` each name owns a block of feat_dim // names channels
     (one at least, assigned in a fixed random order, scaled to the dense codes' norm) and
-    the rest stay zero apart from noise. The two carry the same information, but Adam-style
-    optimisers, which scale each weight's update separately, learn to read the second far
-    faster (docs/training.md measures both).
+    the rest stay zero apart from noise. The two carry the same information; a small model
+    trained with Adam learns to bind words to the second somewhat sooner (docs/training.md
+    measures both).
     """
 
     def __init__(self, feat_dim: int, feature_seed: int, noise: float, code: str = "dense") -> None:
