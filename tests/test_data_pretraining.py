@@ -87,6 +87,32 @@ def test_mismatch_rate_and_qa_targets(world: Path):
     assert (it["feat_mask"] == 0).all() and np.array_equal(it["visual_feats"], it["orig_feats"])
 
 
+def test_match_sources_restrict_matching_examples_and_negatives(world: Path):
+    ds = dataset(world, seed=5, word_mask_prob=0.0, match_sources={"vg"})
+    n = len(ds)
+    own = [ds.tokens[i] for i in range(n)]
+    source = [ds.source_names[k] for k in ds.example_source]
+    labels = []
+    for i in range(n):
+        it = ds[i]
+        text = it["input_ids"]
+        same = len(text) == len(own[i]) and (text == own[i]).all()
+        if source[i] != "vg":
+            assert it["matched_label"] == IGNORE_INDEX and same  # own sentence, no matching loss
+            lo, hi = ds.label_offsets[i], ds.label_offsets[i + 1]
+            assert (it["ans"] != IGNORE_INDEX) == (hi > lo)  # QA targets are kept
+            continue
+        labels.append(it["matched_label"])
+        if it["matched_label"] == 0:
+            donors = [j for j in range(n) if len(own[j]) == len(text) and (own[j] == text).all()]
+            assert any(source[j] == "vg" and ds.example_image[j] != ds.example_image[i] for j in donors)
+        else:
+            assert it["matched_label"] == 1 and same
+    assert 0.25 < 1 - np.mean(labels) < 0.75
+    with pytest.raises(ValueError, match=r"match_sources \['vgg'\] not among the sources"):
+        dataset(world, match_sources={"vgg"})
+
+
 def write_jsonl(path: Path, lines: list[dict]) -> Path:
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path

@@ -109,6 +109,9 @@ class PretrainingDataset(Dataset):
         seed: base of the per-example randomness.
         word_mask_prob / obj_mask_prob / match_prob: 0.15 / 0.15 / 0.5 as the paper; 0
             switches that corruption off.
+        match_sources: only sentences of these sources are matching examples, and their
+            mismatched sentences are drawn among them; the others keep their own sentence
+            with `matched_label` -100 (no matching loss). None = every sentence (the release).
         qa: produce QA targets (`ans`); False gives -100 everywhere.
         max_boxes: object slots per image (36).
         token_cache: directory where the tokenised sentences are cached between runs
@@ -128,6 +131,7 @@ class PretrainingDataset(Dataset):
         word_mask_prob: float = 0.15,
         obj_mask_prob: float = 0.15,
         match_prob: float = 0.5,
+        match_sources: Collection[str] | None = None,
         qa: bool = True,
         max_boxes: int = 36,
         token_cache: str | os.PathLike | None = None,
@@ -150,6 +154,7 @@ class PretrainingDataset(Dataset):
         self.word_mask_prob = word_mask_prob
         self.obj_mask_prob = obj_mask_prob
         self.match_prob = match_prob
+        self.match_sources = None if match_sources is None else frozenset(match_sources)
         self.qa = qa
         self._special_ids = (self.tokenizer.cls_id, self.tokenizer.sep_id, self.tokenizer.pad_id)
         self._load(sources, token_cache)
@@ -233,6 +238,14 @@ class PretrainingDataset(Dataset):
         self.stats = stats
         if stats.answers_dropped:
             logger.warning("pre-training data: %s", stats.summary())
+        self._match_pool: np.ndarray | None = None
+        if self.match_sources is not None:
+            unknown = sorted(self.match_sources - set(self.source_names))
+            if unknown:
+                raise ValueError(f"match_sources {unknown} not among the sources of {[str(p) for p in self.paths]}: "
+                                 f"{self.source_names}")
+            ids = [k for k, name in enumerate(self.source_names) if name in self.match_sources]
+            self._match_pool = np.flatnonzero(np.isin(self.example_source, ids))
 
     # ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -275,9 +288,12 @@ class PretrainingDataset(Dataset):
         img = int(self.example_image[index])
         sentence_of = index
         matched = 1
-        if self.match_prob > 0 and rng.random() < self.match_prob:
+        pool = self._match_pool
+        if pool is not None and self.source_names[self.example_source[index]] not in self.match_sources:
+            matched = IGNORE_INDEX  # not a matching example: own sentence, no matching loss
+        elif self.match_prob > 0 and rng.random() < self.match_prob:
             for _ in range(100):
-                other = int(rng.integers(0, len(self)))
+                other = int(rng.integers(0, len(self))) if pool is None else int(pool[rng.integers(0, len(pool))])
                 if self.example_image[other] != img:
                     sentence_of, matched = other, 0
                     break
@@ -289,7 +305,7 @@ class PretrainingDataset(Dataset):
         feats = record["features"]
         masked, chosen = mask_objects(feats, rng, random_features=self._random_features, valid=record["mask"],
                                       prob=self.obj_mask_prob)
-        ans = self.sample_answer(index, rng) if (self.qa and matched) else IGNORE_INDEX
+        ans = self.sample_answer(index, rng) if (self.qa and matched != 0) else IGNORE_INDEX
         return {
             "input_ids": input_ids,
             "labels": mlm_labels,

@@ -134,6 +134,9 @@ class PretrainSection:
     visual_feat_loss: bool = True
     word_mask_rate: float = 0.15
     obj_mask_rate: float = 0.15
+    #: sources whose sentences are matching examples (negatives drawn among them too);
+    #: the others get no matching loss. Empty = every sentence, as the release
+    match_sources: list[str] = field(default_factory=list)
     #: scales of the named losses (mlm, matched, obj, attr, feat, qa) in the summed loss;
     #: empty = the release's plain sum
     loss_weights: dict[str, float] = field(default_factory=dict)

@@ -200,6 +200,7 @@ class PretrainTask(_TaskBase):
             sources=set(self.recipe.data.sources) or None, max_length=self.recipe.data.max_seq_length,
             seed=self.recipe.train.seed, word_mask_prob=p.word_mask_rate if p.mask_lm else 0.0,
             obj_mask_prob=p.obj_mask_rate if p.obj_predict else 0.0, match_prob=0.5 if p.matched else 0.0,
+            match_sources=set(p.match_sources) if p.matched and p.match_sources else None,
             qa=p.qa,
         )
 
@@ -267,7 +268,10 @@ class PretrainTask(_TaskBase):
                 add("mlm_accuracy", float((out.prediction_logits.argmax(-1) == labels[chosen]).sum()), float(chosen.sum()))
             if self.recipe.pretrain.matched:
                 pred = out.cross_relationship_score.argmax(-1)
-                add("matched_accuracy", float((pred == batch["matched_label"]).sum()), b)
+                target = batch["matched_label"]
+                keep = target != IGNORE  # examples outside pretrain.match_sources
+                if keep.any():
+                    add("matched_accuracy", float((pred[keep] == target[keep]).sum()), float(keep.sum()))
             ans = batch["ans"]
             if self.recipe.pretrain.qa and out.question_answering_score is not None and (ans != IGNORE).any():
                 keep = ans != IGNORE
