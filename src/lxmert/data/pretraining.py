@@ -238,14 +238,16 @@ class PretrainingDataset(Dataset):
         self.stats = stats
         if stats.answers_dropped:
             logger.warning("pre-training data: %s", stats.summary())
-        self._match_pool: np.ndarray | None = None
+        self._matchable: np.ndarray | None = None  # per example: a matching example? (match_sources)
+        self._match_pool: np.ndarray | None = None  # their indices, where negatives are drawn
         if self.match_sources is not None:
             unknown = sorted(self.match_sources - set(self.source_names))
             if unknown:
                 raise ValueError(f"match_sources {unknown} not among the sources of {[str(p) for p in self.paths]}: "
                                  f"{self.source_names}")
             ids = [k for k, name in enumerate(self.source_names) if name in self.match_sources]
-            self._match_pool = np.flatnonzero(np.isin(self.example_source, ids))
+            self._matchable = np.isin(self.example_source, ids)
+            self._match_pool = np.flatnonzero(self._matchable)
 
     # ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -289,7 +291,7 @@ class PretrainingDataset(Dataset):
         sentence_of = index
         matched = 1
         pool = self._match_pool
-        if pool is not None and self.source_names[self.example_source[index]] not in self.match_sources:
+        if pool is not None and not self._matchable[index]:
             matched = IGNORE_INDEX  # not a matching example: own sentence, no matching loss
         elif self.match_prob > 0 and rng.random() < self.match_prob:
             for _ in range(100):

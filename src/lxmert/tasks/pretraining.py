@@ -132,10 +132,8 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
                 losses["qa"] = _ce_ignoring(out.question_answering_score, ans.view(-1))
 
         if losses:
-            if loss_weights:
-                out.loss = torch.stack([v * float(loss_weights.get(k, 1.0)) for k, v in losses.items()]).sum()
-            else:
-                out.loss = torch.stack(list(losses.values())).sum()
+            scale = loss_weights or {}
+            out.loss = torch.stack([v * float(scale[k]) if k in scale else v for k, v in losses.items()]).sum()
             out.losses = {k: v.detach() for k, v in losses.items()}
         out.language_output, out.vision_output, out.pooled_output = lang, visn, pooled
         return out
