@@ -322,8 +322,8 @@ class FeatureFunction:
     ReLU(sum of its codes + noise) - non-negative and sparse like the ResNet pool5 features
     of the real detector. With `code="dense"` a code is a random Gaussian direction over all
     channels; with `code="channels"` each name owns a block of feat_dim // names channels
-    (one at least, assigned in a fixed random order, scaled to the dense codes' norm) and
-    the rest stay zero apart from noise. The two carry the same information; a small model
+    (one at least, assigned in a fixed random order, scaled to the dense codes' norm; with
+    fewer channels than names some names share one) and the rest stay zero apart from noise. The two carry the same information; a small model
     trained with Adam learns to bind words to the second somewhat sooner (docs/training.md
     measures both).
     """
