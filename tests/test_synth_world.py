@@ -168,6 +168,8 @@ def test_cli_and_overwrite(tmp_path: Path, capsys):
     assert cli_main(args) == 1, "refuses to overwrite an existing world"
     assert "already holds a generated world" in capsys.readouterr().err
     assert cli_main(args + ["--overwrite"]) == 0
+    assert cli_main(args + ["--overwrite", "--feature-code", "channels"]) == 0
+    assert json.loads((out / "synth.json").read_text())["config"]["feature_code"] == "channels"
 
 
 def test_config_validation():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lxmert.data.synth import SynthConfig, generate_world
+from lxmert.data.synth import FEATURE_CODES, SynthConfig, generate_world
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="image pairs shown with each NLVR2 sentence (default %(default)s)")
     p.add_argument("--feature-noise", type=float, default=defaults.feature_noise,
                    help="std of the noise added to region features before ReLU (default %(default)s)")
+    p.add_argument("--feature-code", choices=FEATURE_CODES, default=defaults.feature_code,
+                   help="how concepts map to feature channels: dense random directions or one block "
+                        "of channels per concept (default %(default)s)")
     p.add_argument("--detector-label-noise", type=float, default=defaults.detector_label_noise,
                    help="share of object boxes whose detector label is wrong (default %(default)s)")
     p.add_argument("--store", action="store_true", help="also import the TSVs into OUT/features/store")
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         vqa_per_image=args.vqa_per_image, gqa_per_image=args.gqa_per_image,
         nlvr2_per_image=args.nlvr2_per_image, nlvr2_pairs_per_sentence=args.nlvr2_pairs,
         feature_noise=args.feature_noise, detector_label_noise=args.detector_label_noise,
+        feature_code=args.feature_code,
     )
     try:
         summary = generate_world(args.out, config, build_store=args.store, store_dtype=args.store_dtype,
