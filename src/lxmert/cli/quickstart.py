@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from lxmert.data.synth import FEATURE_CODES
     from lxmert.quickstart import QuickstartOptions
 
     d = QuickstartOptions()
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="objects per scene, 3..N (boxes per image = 5 N; default %(default)s)")
     p.add_argument("--feature-noise", type=float, default=d.feature_noise,
                    help="noise of the world's region features (default %(default)s)")
-    p.add_argument("--feature-code", choices=("dense", "channels"), default=d.feature_code,
+    p.add_argument("--feature-code", choices=FEATURE_CODES, default=d.feature_code,
                    help="how the world's features code concepts (default %(default)s; see SynthConfig)")
     p.add_argument("--nlvr2-kinds", nargs="*", default=list(d.nlvr2_kinds),
                    help="NLVR2 statement kinds of the world (default: all)")

@@ -323,9 +323,9 @@ class FeatureFunction:
     of the real detector. With `code="dense"` a code is a random Gaussian direction over all
     channels; with `code="channels"` each name owns a block of feat_dim // names channels
     (one at least, assigned in a fixed random order, scaled to the dense codes' norm; with
-    fewer channels than names some names share one) and the rest stay zero apart from noise. The two carry the same information; a small model
-    trained with Adam learns to bind words to the second somewhat sooner (docs/training.md
-    measures both).
+    fewer channels than names some names share one) and the rest stay zero apart from
+    noise. The two carry the same information; a small model trained with Adam learns to
+    bind words to the second somewhat sooner (docs/training.md measures both).
     """
 
     def __init__(self, feat_dim: int, feature_seed: int, noise: float, code: str = "dense") -> None:
@@ -334,7 +334,6 @@ class FeatureFunction:
         rng = np.random.default_rng(feature_seed)
         self.feat_dim = feat_dim
         self.noise = noise
-        self.code = code
         if code == "dense":
             self.obj = {name: rng.standard_normal(feat_dim, dtype=np.float32) for name in DETECTOR_OBJECT_IDS}
             self.attr = {name: rng.standard_normal(feat_dim, dtype=np.float32) for name in DETECTOR_ATTRIBUTE_IDS}
