@@ -19,7 +19,8 @@ TINY = ["model.hidden_size=32", "model.num_attention_heads=2", "model.intermedia
 
 @pytest.mark.slow
 def test_quickstart_tiny(tmp_path):
-    args = ["quickstart", "--out", str(tmp_path), "--images", "40", "--feat-dim", "16", "--no-progress"]
+    args = ["quickstart", "--out", str(tmp_path), "--images", "40", "--feat-dim", "16", "--no-progress",
+            "--ground-steps", "2"]
     for item in [*TINY, "train.max_steps=3", "train.eval_every=0", "train.save_every=0", "data.valid_limit=16"]:
         args += ["--pretrain-set", item]
     for item in [*TINY, "train.max_steps=2", "data.train_limit=32", "data.valid_limit=16"]:
@@ -34,6 +35,12 @@ def test_quickstart_tiny(tmp_path):
     assert "| VQA |" in text and "pre-trained" in text
     assert (tmp_path / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "pretrain" / "loss.png").is_file()
+    # stage 2 of pre-training started from stage 1 (matching on region descriptions only)
+    ground = json.loads((tmp_path / "pretrain-ground" / "config.json").read_text())
+    assert ground["data"]["sources"] == ["vg"] and ground["train"]["max_steps"] == 2
+    assert json.loads((tmp_path / "pretrain" / "config.json").read_text())["model"]["init"].startswith(
+        str(tmp_path / "pretrain-ground"))
+    assert "stage 1" in text
     assert (tmp_path / "nlvr2" / "pretrained" / "test_predict.csv").is_file()
     # the pre-trained variant really started from the pre-training checkpoint
     saved = json.loads((tmp_path / "vqa" / "pretrained" / "config.json").read_text())

@@ -28,12 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how the world's features code concepts (default %(default)s; see SynthConfig)")
     p.add_argument("--nlvr2-kinds", nargs="*", default=list(d.nlvr2_kinds),
                    help="NLVR2 statement kinds of the world (default: all)")
+    p.add_argument("--nlvr2-per-image", type=float, default=d.nlvr2_per_image,
+                   help="NLVR2 sentences per image, each with 2 image pairs (default %(default)s)")
     p.add_argument("--tasks", nargs="+", choices=("vqa", "gqa", "nlvr2"), default=list(d.tasks))
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch intra-op threads (default %(default)s: fastest for the demo's small "
                         "matrices on a shared machine; 0 = torch's default)")
+    p.add_argument("--ground-steps", type=int, default=d.ground_steps,
+                   help="steps of pre-training stage 1, matching on region descriptions "
+                        "(configs/demo-pretrain-ground.toml; default %(default)s, 0 skips it)")
     p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override of configs/demo-pretrain.toml (repeatable)")
+                   help="override of configs/demo-pretrain.toml and of stage 1's "
+                        "demo-pretrain-ground.toml (repeatable; stage 1's length is --ground-steps)")
     p.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override of the demo fine-tuning recipes (repeatable)")
     p.add_argument("--no-progress", action="store_true")
@@ -47,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     opts = QuickstartOptions(images=args.images, feat_dim=args.feat_dim, world_seed=args.seed,
                              max_objects=args.max_objects, feature_noise=args.feature_noise,
                              feature_code=args.feature_code, nlvr2_kinds=tuple(args.nlvr2_kinds),
-                             tasks=tuple(args.tasks), threads=args.threads,
+                             nlvr2_per_image=args.nlvr2_per_image,
+                             tasks=tuple(args.tasks), threads=args.threads, ground_steps=args.ground_steps,
                              pretrain_overrides=args.pretrain_set, finetune_overrides=args.finetune_set,
                              progress=not args.no_progress)
     report = quickstart(args.out, opts)
