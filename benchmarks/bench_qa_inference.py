@@ -5,6 +5,8 @@
   (its demo); lxmert gets length-bucketed batches padded to each batch's longest
   question, under `torch.inference_mode()`.
 - same tensors: both get the identical padded-to-20 batch under `torch.inference_mode()`.
+- compiled (`--figures ...,compiled`): as "same tensors", lxmert through `torch.compile`
+  (inductor, weight freezing on; compile time reported, not timed) vs transformers eager.
 
 The answer head has 3129 rows (the VQA answer table). Model FLOP/s counts the forward of
 the shapes fed (encoder + pooler + answer head) and is divided by a large-GEMM rate
@@ -17,6 +19,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +91,20 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
     rates = [gemm_rate()]
     result: dict[str, Any] = {"figure": "qa_inference", "batch_size": batch_size, "source": source, "reps": reps,
                               "num_answers": config.num_qa_labels, "machine": machine_info(), **stats}
+    compiled = None
+    if "compiled" in figures:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # constant-fold the weights into the graph (inference only)
+        compiled = torch.compile(ours)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            compiled(**theirs_batches[0])
+        result["compile_seconds"] = time.perf_counter() - start
+        with torch.inference_mode():
+            diff = (compiled(**theirs_batches[0]).question_answering_score
+                    - ours(**theirs_batches[0]).question_answering_score).abs().max()
+        result["compiled_max_abs_diff"] = float(diff)
     plans = {
         "system": ({"lxmert": make_call(ours, ours_batches, torch.inference_mode),
                     "transformers": make_call(theirs, theirs_batches, torch.no_grad)},
@@ -95,6 +112,9 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
         "same": ({"lxmert": make_call(ours, theirs_batches, torch.inference_mode),
                   "transformers": make_call(theirs, theirs_batches, torch.inference_mode)},
                  {"lxmert": theirs_batches, "transformers": theirs_batches}),
+        "compiled": ({"lxmert": make_call(compiled, theirs_batches, torch.inference_mode),
+                      "transformers": make_call(theirs, theirs_batches, torch.inference_mode)},
+                     {"lxmert": theirs_batches, "transformers": theirs_batches}),
     }
     for name in figures:
         cases, fed = plans[name]
@@ -116,7 +136,9 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
 
 
 def report(result: dict[str, Any]) -> str:
-    return comparison_report(result, "QA inference", {"system": "QA inference fp32, system level", "same": "QA inference fp32, same tensors"}, "questions")
+    labels = {"system": "QA inference fp32, system level", "same": "QA inference fp32, same tensors",
+              "compiled": "QA inference fp32, same tensors, lxmert torch.compile"}
+    return comparison_report(result, "QA inference", labels, "questions")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--source", default="vqa_question", choices=list(SOURCES))
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--figures", default="system,same", help="comma list of: system, same")
+    parser.add_argument("--figures", default="system,same", help="comma list of: system, same, compiled")
     parser.add_argument("--json", type=Path, default=None, help="write the result here (atomically)")
     args = parser.parse_args(argv)
     result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, source=args.source,

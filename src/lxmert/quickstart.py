@@ -55,7 +55,7 @@ class QuickstartOptions:
     threads: int = 1
     # Steps of the first pre-training stage (matching on region descriptions,
     # configs/demo-pretrain-ground.toml); 0 skips it (the mix then starts from scratch).
-    ground_steps: int = 2000
+    ground_steps: int = 3000
     # Overrides of the pre-training recipes, applied to both stages (model sizes must agree).
     pretrain_overrides: list[str] = field(default_factory=list)
     finetune_overrides: list[str] = field(default_factory=list)

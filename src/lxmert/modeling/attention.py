@@ -24,11 +24,12 @@ MASK_VALUE = -10000.0
 def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """[B, K] 1/0 keep-mask -> [B, 1, 1, K] additive mask; None when nothing is masked.
 
-    Returning None for an all-ones mask lets SDPA pick its fastest kernel.
+    Returning None for an all-ones mask lets SDPA pick its fastest kernel. Under
+    `torch.compile` the mask is always built: the data-dependent test would split the graph.
     """
     if mask is None:
         return None
-    if bool(mask.all()):
+    if not torch.compiler.is_compiling() and bool(mask.all()):
         return None
     return ((1.0 - mask.to(dtype)) * MASK_VALUE)[:, None, None, :]
 
