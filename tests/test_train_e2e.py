@@ -157,3 +157,23 @@ def test_sigkill_and_resume_is_bit_exact(world, tmp_path):
     vqa = AnswerTable.from_file(world / "vqa" / "trainval_label2ans.json")
     qa = LxmertForQuestionAnswering.from_pretrained(latest_checkpoint(cut), answers=vqa.answers)
     assert qa.config.num_qa_labels == len(vqa)
+
+
+def test_compiled_training_matches_eager(world, tmp_path):
+    """`--compile aot_eager` (trace only, no C++ compiler needed) trains to the same weights."""
+    runs = {}
+    try:
+        for name, extra in (("eager", []), ("compiled", ["--compile", "aot_eager"])):
+            out = tmp_path / name
+            args = ["pretrain", "--data", str(world), "--out", str(out), "--config", "demo-pretrain",
+                    "--max-steps", "4", "--batch-size", "8",
+                    *_sets(*TINY, "train.eval_every=0", "data.valid_limit=16"), *extra]
+            assert main(args) == 0
+            runs[name] = load_file(str(latest_checkpoint(out) / "model.safetensors"))
+    finally:
+        torch._dynamo.reset()
+    saved = json.loads((tmp_path / "compiled" / "config.json").read_text())
+    assert saved["train"]["compile"] == "aot_eager"
+    assert runs["eager"].keys() == runs["compiled"].keys()
+    for key, value in runs["eager"].items():
+        torch.testing.assert_close(runs["compiled"][key], value, rtol=1e-4, atol=1e-5, msg=key)

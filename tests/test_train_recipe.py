@@ -43,6 +43,8 @@ def test_bad_keys_and_values_name_the_file_and_key(tmp_path):
         load_recipe(None, ["model.hidden_sise=8"])
     with pytest.raises(ValueError, match="train.amp"):
         load_recipe(None, ["train.amp=fp8"])
+    with pytest.raises(ValueError, match="train.compile"):
+        load_recipe(None, ["train.compile=\"inductr\""])
     with pytest.raises(ValueError, match="data.qa_target"):
         load_recipe(None, ["data.qa_target=\"bce\""])
     with pytest.raises(ValueError, match="expected KEY=VALUE"):

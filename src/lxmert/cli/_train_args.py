@@ -24,6 +24,8 @@ def add_run_arguments(p: argparse.ArgumentParser, default_config: str | None) ->
     p.add_argument("--grad-accum", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), help="mixed precision (CUDA only)")
+    p.add_argument("--compile", metavar="BACKEND", nargs="?", const="inductor",
+                   help="torch.compile the training step (default backend inductor; '' = eager)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--seed", type=int)
@@ -38,7 +40,7 @@ def collect_overrides(args: argparse.Namespace) -> list[str]:
         "max_steps": "train.max_steps", "save_every": "train.save_every", "epochs": "train.epochs",
         "batch_size": "train.batch_size", "grad_accum": "train.grad_accum", "lr": "optim.lr",
         "amp": "train.amp", "device": "train.device", "num_workers": "data.num_workers",
-        "seed": "train.seed", "init": "model.init",
+        "seed": "train.seed", "init": "model.init", "compile": "train.compile",
     }
     for attr, key in flags.items():
         value = getattr(args, attr, None)

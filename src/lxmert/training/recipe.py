@@ -109,6 +109,11 @@ class TrainSection:
     log_every: int = 10
     eval_every: int = 0
     amp: str = "none"
+    #: `torch.compile` backend for the training forward/backward ("" = eager). "inductor"
+    #: fuses the element-wise work around the GEMMs (on a GPU, and on CPU with a C++
+    #: compiler); "aot_eager" only traces (a check that the model compiles). Evaluation and
+    #: checkpoints use the uncompiled module, so the weights and files are the same.
+    compile: str = ""
     device: str = "auto"
     seed: int = 9595
     progress: bool = True
@@ -167,6 +172,9 @@ class Recipe:
             problems.append(f"train.batch_size = {self.train.batch_size} (must be > 0)")
         if self.train.grad_accum <= 0:
             problems.append(f"train.grad_accum = {self.train.grad_accum} (must be > 0)")
+        if self.train.compile and self.train.compile not in ("inductor", "aot_eager", "eager", "cudagraphs"):
+            problems.append(f"train.compile = {self.train.compile!r} (expected '', inductor, aot_eager, eager "
+                            "or cudagraphs)")
         if self.train.amp not in ("none", "bf16", "fp16"):
             problems.append(f"train.amp = {self.train.amp!r} (expected none, bf16 or fp16)")
         if self.optim.name.lower() not in ("bertadam", "adamw"):

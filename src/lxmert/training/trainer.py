@@ -396,6 +396,10 @@ class Trainer:
                 model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
+        if t.compile:
+            # after DDP, as torch recommends (its DDPOptimizer splits graphs at gradient buckets);
+            # `raw_model` stays the eager module for evaluation and checkpoints
+            model = torch.compile(model, backend=t.compile)
 
         progress = None
         if info.is_main and t.progress:
