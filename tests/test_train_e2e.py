@@ -92,6 +92,15 @@ def test_vqa_from_scratch_learns_and_beats_majority(world, tmp_path, capsys):
     assert {p["question_id"] for p in preds} == {e["question_id"] for e in test}
     assert all(isinstance(p["answer"], str) for p in preds)
 
+    # the compiled model (trace-only backend: no C++ compiler needed) predicts the same answers
+    compiled = tmp_path / "test_predict_compiled.json"
+    try:
+        assert main(["predict", "vqa", "--data", str(world), "--checkpoint", str(run / "best"), "--out",
+                     str(compiled), "--compile", "aot_eager"]) == 0
+    finally:
+        torch._dynamo.reset()
+    assert json.loads(compiled.read_text()) == preds
+
     # int8 copy of the trained model, checked on the labelled test split (real questions)
     capsys.readouterr()
     assert main(["quantize", str(run / "best"), str(tmp_path / "int8"), "--check-data", str(world),

@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override, e.g. --set data.features=['features/store']")
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", metavar="BACKEND", nargs="?", const="inductor", default="",
+                   help="torch.compile the model (default backend inductor, weights frozen; ~20 s to compile)")
     p.add_argument("--out", help="also write the metrics as JSON here")
     p.add_argument("--predictions", help="also write the predictions (test-server format) here")
     p.add_argument("--debug", action="store_true")
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from lxmert.utils import atomic_write_text
 
     metrics = evaluate(args.task, args.data, args.checkpoint, split=args.split, overrides=args.overrides,
-                       device=args.device, predictions_out=args.predictions)
+                       device=args.device, predictions_out=args.predictions, compile=args.compile)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     if args.out:

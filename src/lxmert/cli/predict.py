@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", help="split name (default: the recipe's test split)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", metavar="BACKEND", nargs="?", const="inductor", default="",
+                   help="torch.compile the model (default backend inductor, weights frozen; ~20 s to compile)")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(func=run)
 
@@ -26,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     from lxmert.training.run import predict
 
     path = predict(args.task, args.data, args.checkpoint, args.out, split=args.split,
-                   overrides=args.overrides, device=args.device)
+                   overrides=args.overrides, device=args.device, compile=args.compile)
     print(path)
     return 0
