@@ -1,4 +1,4 @@
-"""Arguments shared by `lxmert pretrain` and `lxmert finetune` (not a command itself).
+"""Arguments shared by `lxmert pretrain` and `lxmert finetune`, and `--compile` for evaluate / predict.
 
 Every recipe field is reachable through `--set section.key=value`; the common ones also
 have their own flags, which win over both the recipe and `--set`.
@@ -24,13 +24,18 @@ def add_run_arguments(p: argparse.ArgumentParser, default_config: str | None) ->
     p.add_argument("--grad-accum", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), help="mixed precision (CUDA only)")
-    p.add_argument("--compile", metavar="BACKEND", nargs="?", const="inductor",
-                   help="torch.compile the training step (default backend inductor; '' = eager)")
+    add_compile_argument(p, "the training step", default=None)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar (logs still go to metrics.jsonl)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def add_compile_argument(p: argparse.ArgumentParser, what: str, default: str | None = "") -> None:
+    """`--compile [BACKEND]`: run `what` through `torch.compile` (bare flag = inductor)."""
+    p.add_argument("--compile", metavar="BACKEND", nargs="?", const="inductor", default=default,
+                   help=f"torch.compile {what} (default backend inductor; '' = eager)")
 
 
 def collect_overrides(args: argparse.Namespace) -> list[str]:

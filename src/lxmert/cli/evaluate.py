@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from lxmert.cli._train_args import add_compile_argument
 import json
 
 
@@ -17,8 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override, e.g. --set data.features=['features/store']")
     p.add_argument("--device", default="auto")
-    p.add_argument("--compile", metavar="BACKEND", nargs="?", const="inductor", default="",
-                   help="torch.compile the model (default backend inductor, weights frozen; ~20 s to compile)")
+    add_compile_argument(p, "the model (inductor freezes the weights into the graph; ~20 s to compile)")
     p.add_argument("--out", help="also write the metrics as JSON here")
     p.add_argument("--predictions", help="also write the predictions (test-server format) here")
     p.add_argument("--debug", action="store_true")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from lxmert.cli._train_args import add_compile_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="write test-server prediction files (VQA/GQA json, NLVR2 csv)")
@@ -18,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", help="split name (default: the recipe's test split)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default="auto")
-    p.add_argument("--compile", metavar="BACKEND", nargs="?", const="inductor", default="",
-                   help="torch.compile the model (default backend inductor, weights frozen; ~20 s to compile)")
+    add_compile_argument(p, "the model (inductor freezes the weights into the graph; ~20 s to compile)")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(func=run)
 
