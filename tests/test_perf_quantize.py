@@ -8,8 +8,9 @@ from safetensors import safe_open
 
 from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
 from lxmert.cli import main as cli_main
+import lxmert.quantize as lq
 from lxmert.quantize import (QUANTIZED_WEIGHTS_NAME, answer_agreement, is_quantized, load_quantized,
-                             quantize_model, save_quantized)
+                             quantize_model, save_quantized, weight_rounding_model)
 
 SMALL = dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, l_layers=2, r_layers=1, x_layers=1,
              visual_feat_dim=48, num_qa_labels=17, num_object_labels=23, num_attr_labels=11)
@@ -38,8 +39,8 @@ def test_quantized_model_agrees_with_fp32(qa_model):
     int8 = quantize_model(qa_model)
     assert is_quantized(int8) and not is_quantized(qa_model)  # the fp32 model is left alone
     linears = [m for m in qa_model.modules() if type(m) is torch.nn.Linear]
-    assert sum(1 for m in int8.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__) \
-        == len(linears)
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    assert sum(1 for m in int8.modules() if isinstance(m, dynamic)) == len(linears)
     batches = [_batch(qa_model.config, seed=s) for s in range(4)]
     agreement = answer_agreement(qa_model, int8, batches)
     assert agreement.samples == 24
@@ -125,3 +126,83 @@ def test_from_pretrained_and_load_any_route_int8_directories(qa_model, tmp_path)
         LxmertForPreTraining.from_pretrained(out)
     with pytest.raises(CheckpointError, match="overrides"):
         LxmertForQuestionAnswering.from_pretrained(out, hidden_dropout_prob=0.0)
+
+
+def _emulated_linear_dynamic(saturate: bool):
+    """An x86 uint8 x int8 kernel in plain torch: activations quantised to [0, 255], products
+    summed in pairs into int16 (`vpmaddubsw`, which saturates on CPUs without VNNI) when
+    `saturate`, then accumulated in int32."""
+    def run(x, packed, reduce_range=True):
+        weight, bias = torch.ops.quantized.linear_unpack(packed)
+        wq = weight.int_repr().long()
+        w_scale = weight.q_per_channel_scales().float()
+        lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+        qmax = 127 if reduce_range else 255
+        scale = (hi - lo) / qmax
+        zero = round(-lo / scale)
+        xq = ((x / scale).round() + zero).clamp(0, qmax).long()
+        prod = xq[:, None, :] * wq[None]
+        pairs = prod[..., 0::2] + prod[..., 1::2]
+        if saturate:
+            pairs = pairs.clamp(-32768, 32767)
+        acc = pairs.sum(-1) - zero * wq.sum(-1)
+        return acc.float() * scale * w_scale
+    return run
+
+
+def test_full_range_probe_tells_a_saturating_kernel_from_an_exact_one():
+    # the probe's inputs overflow an int16 pair sum: a non-VNNI kernel is off by ~50%
+    assert lq._probe_error(_emulated_linear_dynamic(saturate=True)) > 0.3
+    assert lq._probe_error(_emulated_linear_dynamic(saturate=False)) < 0.01
+    assert lq._probe_error(torch.ops.quantized.linear_dynamic) < 0.01 or not lq.full_range_is_exact()
+
+
+def test_activation_range_choice(qa_model, monkeypatch):
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    reduced = quantize_model(qa_model, activation_range="reduced")
+    assert all(type(m) is dynamic for m in reduced.modules() if isinstance(m, dynamic))  # torch's own module
+    assert reduced.config.extra["quantization"]["activations"] == "uint7"
+    with pytest.raises(ValueError, match="activation_range"):
+        quantize_model(qa_model, activation_range="16bit")
+    monkeypatch.setattr(lq, "full_range_is_exact", lambda: False)  # a CPU without VNNI
+    with pytest.raises(ValueError, match="saturate"):
+        quantize_model(qa_model, activation_range="full")
+    assert quantize_model(qa_model).config.extra["quantization"]["activations"] == "uint7"
+    monkeypatch.setattr(lq, "full_range_is_exact", lambda: True)
+    full = quantize_model(qa_model)
+    assert full.config.extra["quantization"]["activations"] == "uint8"
+    batches = [_batch(qa_model.config, seed=s) for s in range(4)]
+    with torch.inference_mode():
+        lin = full.lxmert.encoder.layer[0].intermediate.dense
+        x = torch.randn(5, 64)
+        want = torch.ops.quantized.linear_dynamic(x, lin._packed_params._packed_params, reduce_range=False)
+        assert torch.equal(lin(x), want)
+    # one more activation bit: a smaller logit error than torch's 7-bit default
+    if lq._probe_error(torch.ops.quantized.linear_dynamic) < 0.01:
+        err_full = answer_agreement(qa_model, full, batches).mean_abs_logit_diff
+        err_reduced = answer_agreement(qa_model, reduced, batches).mean_abs_logit_diff
+        assert err_full < 0.8 * err_reduced
+
+
+def test_load_quantized_decides_the_activation_range_where_it_loads(qa_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(lq, "full_range_is_exact", lambda: True)
+    out = save_quantized(quantize_model(qa_model), tmp_path / "q")
+    assert json.loads((out / "config.json").read_text())["extra"]["quantization"]["activations"] == "uint8"
+    monkeypatch.setattr(lq, "full_range_is_exact", lambda: False)
+    model = load_quantized(out)
+    assert model.config.extra["quantization"]["activations"] == "uint7"
+    assert all(type(m) is torch.ao.nn.quantized.dynamic.Linear for m in model.modules()
+               if isinstance(m, torch.ao.nn.quantized.dynamic.Linear))
+
+
+def test_weight_rounding_model_isolates_the_weights(qa_model):
+    int8 = quantize_model(qa_model)
+    rounded = weight_rounding_model(qa_model, int8)
+    assert not is_quantized(rounded)
+    lin = int8.lxmert.encoder.layer[0].output.dense
+    w = lin._packed_params._weight_bias()[0].dequantize()
+    assert torch.equal(rounded.lxmert.encoder.layer[0].output.dense.weight.detach(), w)
+    assert not torch.equal(qa_model.lxmert.encoder.layer[0].output.dense.weight.detach(), w)  # fp32 left alone
+    assert rounded.lxmert.embeddings.word_embeddings.weight is not qa_model.lxmert.embeddings.word_embeddings.weight
+    with pytest.raises(ValueError, match="no int8"):
+        weight_rounding_model(qa_model, qa_model)

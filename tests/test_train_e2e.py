@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -101,6 +102,11 @@ def test_vqa_from_scratch_learns_and_beats_majority(world, tmp_path, capsys):
         torch._dynamo.reset()
     assert json.loads(compiled.read_text()) == preds
 
+    # bf16 autocast on CPU (AMX): the same metrics to within bf16 rounding of the logits
+    assert main(["evaluate", "vqa", "--data", str(world), "--checkpoint", str(run / "best"),
+                 "--split", "test", "--out", str(tmp_path / "m16.json"), "--amp", "bf16"]) == 0
+    assert abs(json.loads((tmp_path / "m16.json").read_text())["accuracy"] - metrics["accuracy"]) < 0.03
+
     # int8 copy of the trained model, checked on the labelled test split (real questions)
     capsys.readouterr()
     assert main(["quantize", str(run / "best"), str(tmp_path / "int8"), "--check-data", str(world),
@@ -109,7 +115,30 @@ def test_vqa_from_scratch_learns_and_beats_majority(world, tmp_path, capsys):
     assert report["samples"] == len(test) and report["split"] == "test"
     assert abs(report["accuracy_fp32"] - metrics["accuracy"]) < 1e-9  # the same scoring as `evaluate`
     assert report["top1_agreement"] >= 0.9 and abs(report["accuracy_int8"] - report["accuracy_fp32"]) < 0.05
+    # the weights' rounding alone (fp32 activations) is the ceiling of the int8 model's agreement
+    assert report["weight_rounding_agreement"] >= report["top1_agreement"] - 0.02
+    assert report["activations"] in ("uint8", "uint7") and report["median_margin"] > 0
     assert "same top answer" in capsys.readouterr().out
+
+
+def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(world, tmp_path):
+    def losses(amp: str) -> list[float]:
+        run = tmp_path / amp
+        assert main(["finetune", "vqa", "--data", str(world), "--out", str(run), "--config", "demo-vqa",
+                     "--max-steps", "6", "--batch-size", "16", "--amp", amp,
+                     *_sets(*TINY, "train.log_every=1", "train.eval_every=0")]) == 0
+        assert json.loads((run / "config.json").read_text())["train"]["amp"] == amp
+        return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()
+                if json.loads(x)["split"] == "train"]
+
+    fp32, bf16 = losses("none"), losses("bf16")
+    assert len(bf16) == 6 and all(math.isfinite(x) for x in bf16)
+    # the same run to within bf16 rounding (autocast: bf16 GEMMs, fp32 weights and softmax)
+    assert all(abs(a - b) < 0.02 * abs(a) for a, b in zip(fp32, bf16)), (fp32, bf16)
+    assert fp32 != bf16  # it did run in bf16
+    assert main(["finetune", "vqa", "--data", str(world), "--out", str(tmp_path / "fp16"), "--config", "demo-vqa",
+                 "--max-steps", "2", "--amp", "fp16", *_sets(*TINY)]) != 0
+    assert not (tmp_path / "fp16").exists()  # refused before anything is written
 
 
 def _pretrain_cmd(world: Path, out: Path, *extra: str) -> list[str]:

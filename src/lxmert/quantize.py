@@ -6,6 +6,16 @@ the GEMMs run in int8 with int32 accumulation (fbgemm / oneDNN kernels: VNNI / A
 recent x86). No calibration data is needed. Embeddings, LayerNorms and attention
 products stay fp32. Measured on this project's CPU: see docs/benchmarks.md.
 
+Activation range: torch's dynamic Linear quantises activations to 7 bits (`reduce_range=True`)
+because x86 CPUs without VNNI multiply uint8 x int8 pairs into a saturating int16
+(`vpmaddubsw`); 255 * 127 * 2 overflows it. CPUs with VNNI (and oneDNN's AMX path) accumulate
+in int32, so the eighth bit is free there: it halves the activation rounding error at the
+same speed (docs/benchmarks.md: 94.9% -> 96.4% same top answer on the demo's VQA model).
+`activation_range="auto"` (the default) runs a worst-case probe once per process and engine
+(`full_range_is_exact`) and uses 8 bits only where the kernel does not saturate. It is a
+property of the machine that runs the model, not of the file, so `load_quantized` decides
+again where it loads.
+
 Implementation: `torch.ao.quantization.quantize_dynamic`. torch marks the `torch.ao`
 eager quantisation API deprecated in favour of `torchao`, but it is present and working
 in the pinned torch (2.13), its kernels are the fast ones on CPU (a hand-written
@@ -32,7 +42,8 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -42,7 +53,8 @@ from lxmert.utils import atomic_open, atomic_write_text
 
 __all__ = [
     "QUANTIZED_WEIGHTS_NAME", "quantize_model", "is_quantized", "save_quantized", "load_quantized",
-    "quantize_checkpoint", "answer_agreement", "Agreement", "DEFAULT_SKIP",
+    "quantize_checkpoint", "answer_agreement", "Agreement", "DEFAULT_SKIP", "ACTIVATION_RANGES",
+    "full_range_is_exact", "weight_rounding_model",
 ]
 
 QUANTIZED_WEIGHTS_NAME = "model.int8.safetensors"
@@ -52,6 +64,7 @@ METHOD = "dynamic-int8"
 # `F.linear(decoder.weight, ...)`; quantising the module would break the tie.
 DEFAULT_SKIP = ("cls.predictions.decoder",)
 _SUFFIXES = (".weight.int8", ".weight.scale", ".weight.zero_point")
+ACTIVATION_RANGES = ("auto", "full", "reduced")
 
 
 @contextmanager
@@ -70,6 +83,68 @@ def _dynamic_linear_type() -> type:
     return DynamicLinear
 
 
+@lru_cache(maxsize=None)
+def _full_range_linear_type() -> type:
+    """torch's dynamic Linear with 8-bit instead of 7-bit activations (same packed weights)."""
+    base = _dynamic_linear_type()
+
+    class FullRangeDynamicLinear(base):  # type: ignore[misc, valid-type]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self._packed_params.dtype != torch.qint8:
+                return super().forward(x)
+            return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params,
+                                                      reduce_range=False).to(x.dtype)
+
+        def _get_name(self) -> str:
+            return "DynamicQuantizedLinear(8-bit activations)"
+
+    return FullRangeDynamicLinear
+
+
+def _probe_error(linear_dynamic: Callable[..., torch.Tensor]) -> float:
+    """Worst relative error of `linear_dynamic(x, packed, reduce_range=False)` on inputs that
+    overflow an int16 pair sum: every activation at the top of the uint8 range times weights
+    at +-127. A saturating kernel is off by ~50%; an exact one by the rounding of 1/255."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    k = 256
+    lin = nn.Linear(k, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.stack([torch.ones(k), -torch.ones(k)]))
+    with _quiet():
+        q = quantize_dynamic(nn.Sequential(lin), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)[0]
+    x = torch.ones(4, k)
+    x[:, 0] = 0.0  # range [0, 1]: zero point 0, every other activation quantises to 255
+    with torch.no_grad():
+        want = x @ lin.weight.T
+        got = linear_dynamic(x, q._packed_params._packed_params, reduce_range=False)
+    return float(((got - want).abs() / want.abs()).max())
+
+
+@lru_cache(maxsize=None)
+def _full_range_exact_for(engine: str) -> bool:
+    return _probe_error(torch.ops.quantized.linear_dynamic) < 0.01
+
+
+def full_range_is_exact() -> bool:
+    """Whether this machine's int8 kernels (current `torch.backends.quantized.engine`) take
+    8-bit activations without saturating. Probed once per process and engine."""
+    return _full_range_exact_for(torch.backends.quantized.engine)
+
+
+def _resolve_range(activation_range: str) -> bool:
+    """True for 8-bit activations."""
+    if activation_range not in ACTIVATION_RANGES:
+        raise ValueError(f"activation_range must be one of {ACTIVATION_RANGES}, got {activation_range!r}")
+    if activation_range == "reduced":
+        return False
+    exact = full_range_is_exact()
+    if activation_range == "full" and not exact:
+        raise ValueError(f"8-bit activations saturate in this CPU's int8 kernels (engine "
+                         f"{torch.backends.quantized.engine!r}, no VNNI?); use activation_range='reduced' or 'auto'")
+    return exact
+
+
 def is_quantized(model: nn.Module) -> bool:
     """True when any module of `model` is a dynamically quantised Linear."""
     dyn = _dynamic_linear_type()
@@ -83,11 +158,13 @@ def _targets(model: nn.Module, skip: Iterable[str]) -> list[str]:
 
 
 def quantize_model(model: nn.Module, per_channel: bool = True, skip: Iterable[str] = DEFAULT_SKIP,
-                   inplace: bool = False) -> nn.Module:
+                   inplace: bool = False, activation_range: str = "auto") -> nn.Module:
     """Return `model` with its Linear layers int8-dynamically quantised (eval mode, CPU).
 
     `per_channel=True` gives each output row its own scale (better agreement with fp32 at
-    the same speed); `skip` names modules to keep in fp32.
+    the same speed); `skip` names modules to keep in fp32. `activation_range`: "auto" uses
+    8-bit activations where this CPU's kernels take them exactly (see the module docstring),
+    "full" insists on them, "reduced" keeps torch's 7-bit default.
     """
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -99,19 +176,24 @@ def quantize_model(model: nn.Module, per_channel: bool = True, skip: Iterable[st
     names = _targets(model, skip)
     if not names:
         raise ValueError("model has no nn.Linear to quantise")
+    full = _resolve_range(activation_range)
+    mapping = {nn.Linear: _full_range_linear_type() if full else _dynamic_linear_type()}
     model.eval()
     with _quiet():
-        quantized = quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=inplace)
+        quantized = quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8,
+                                     mapping=mapping, inplace=inplace)
     if isinstance(getattr(model, "config", None), LxmertConfig):
-        quantized.config = _with_flag(model.config, per_channel, names)
+        quantized.config = _with_flag(model.config, per_channel, names, full)
     return quantized
 
 
-def _with_flag(config: LxmertConfig, per_channel: bool, names: Sequence[str]) -> LxmertConfig:
+def _with_flag(config: LxmertConfig, per_channel: bool, names: Sequence[str], full: bool) -> LxmertConfig:
     data = config.to_dict()
     extra = dict(data.get("extra") or {})
+    # "activations" records what the quantising machine used; the loading machine decides again.
     extra[QUANT_KEY] = {"method": METHOD, "scheme": "per_channel" if per_channel else "per_tensor",
-                        "modules": "Linear", "count": len(names), "torch": torch.__version__}
+                        "modules": "Linear", "count": len(names), "torch": torch.__version__,
+                        "activations": "uint8" if full else "uint7"}
     data["extra"] = extra
     return LxmertConfig.from_dict(data)
 
@@ -184,8 +266,11 @@ def _model_classes() -> dict[str, type]:
                                     LxmertForNLVR2, LxmertForClassification)}
 
 
-def load_quantized(directory: str | Path) -> nn.Module:
-    """Load a directory written by `save_quantized` (or `lxmert quantize`) ready for CPU inference."""
+def load_quantized(directory: str | Path, activation_range: str = "auto") -> nn.Module:
+    """Load a directory written by `save_quantized` (or `lxmert quantize`) ready for CPU inference.
+
+    `activation_range` as for `quantize_model`, decided for THIS machine (the file's
+    `activations` entry only records what the quantising machine used)."""
     from safetensors import safe_open
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -197,6 +282,7 @@ def load_quantized(directory: str | Path) -> nn.Module:
     flag = config.extra.get(QUANT_KEY)
     if not flag or flag.get("method") != METHOD:
         raise ValueError(f"{directory / CONFIG_NAME}: extra.{QUANT_KEY} is {flag!r}, expected method {METHOD!r}")
+    full = _resolve_range(activation_range)
     with safe_open(str(weights), framework="pt") as handle:
         class_name = (handle.metadata() or {}).get("lxmert_class", "")
         state = {key: handle.get_tensor(key) for key in handle.keys()}
@@ -227,7 +313,8 @@ def load_quantized(directory: str | Path) -> nn.Module:
     model.eval()
     qconfig = per_channel_dynamic_qconfig if flag.get("scheme") == "per_channel" else default_dynamic_qconfig
     with _quiet():
-        quantize_dynamic(model, {n: qconfig for n in qnames}, dtype=torch.qint8, inplace=True)
+        mapping = {nn.Linear: _full_range_linear_type() if full else _dynamic_linear_type()}
+        quantize_dynamic(model, {n: qconfig for n in qnames}, dtype=torch.qint8, mapping=mapping, inplace=True)
         modules = dict(model.named_modules())
         for name in qnames:
             q = state[f"{name}.weight.int8"]
@@ -238,17 +325,45 @@ def load_quantized(directory: str | Path) -> nn.Module:
             else:
                 weight = torch._make_per_tensor_quantized_tensor(q, float(scale[0]), int(zero[0]))
             modules[name].set_weight_bias(weight, state.get(f"{name}.bias"))
-    model.config = config
+    data = config.to_dict()  # the in-memory flag says what THIS model runs with
+    data["extra"] = {**data["extra"], QUANT_KEY: {**flag, "activations": "uint8" if full else "uint7"}}
+    model.config = LxmertConfig.from_dict(data)
     return model
 
 
 def quantize_checkpoint(src: str | Path, dst: str | Path, per_channel: bool = True,
-                        skip: Iterable[str] = DEFAULT_SKIP) -> Path:
+                        skip: Iterable[str] = DEFAULT_SKIP, activation_range: str = "auto") -> Path:
     """Load any checkpoint `src` (our dir, HF dir, authors' .pth), quantise, write `dst`."""
     from lxmert.checkpoints import load_any
 
     model = load_any(src)
-    return save_quantized(quantize_model(model, per_channel=per_channel, skip=skip, inplace=True), dst)
+    return save_quantized(quantize_model(model, per_channel=per_channel, skip=skip, inplace=True,
+                                         activation_range=activation_range), dst)
+
+
+def weight_rounding_model(reference: nn.Module, quantized: nn.Module) -> nn.Module:
+    """A float copy of `reference` whose Linear weights are `quantized`'s int8 weights
+    dequantised: the int8 model minus activation rounding. Its answer agreement with
+    `reference` is the ceiling that activation tricks (8-bit, per-token scales, fp32 layers
+    elsewhere) cannot pass; only the weights' rounding is left in it."""
+    import copy
+
+    dyn = _dynamic_linear_type()
+    float_modules = dict(reference.named_modules())
+    weights = {}
+    with _quiet():
+        for name, module in quantized.named_modules():
+            if isinstance(module, dyn):
+                if type(float_modules.get(name)) is not nn.Linear:
+                    raise ValueError(f"{name}: quantised in one model but not a Linear in the other")
+                weights[name] = module._packed_params._weight_bias()[0].dequantize()
+    if not weights:
+        raise ValueError("the second model has no int8 Linear layers")
+    model = copy.deepcopy(reference).eval()
+    with torch.no_grad():
+        for name, weight in weights.items():
+            model.get_submodule(name).weight.copy_(weight)
+    return model
 
 
 # ------------------------------------------------------------------------------ agreement

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lxmert.cli._train_args import add_compile_argument
+from lxmert.cli._train_args import add_amp_argument, add_compile_argument
 import json
 
 
@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="recipe override, e.g. --set data.features=['features/store']")
     p.add_argument("--device", default="auto")
     add_compile_argument(p, "the model (inductor freezes the weights into the graph; ~20 s to compile)")
+    add_amp_argument(p)
     p.add_argument("--out", help="also write the metrics as JSON here")
     p.add_argument("--predictions", help="also write the predictions (test-server format) here")
     p.add_argument("--debug", action="store_true")
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from lxmert.utils import atomic_write_text
 
     metrics = evaluate(args.task, args.data, args.checkpoint, split=args.split, overrides=args.overrides,
-                       device=args.device, predictions_out=args.predictions, compile=args.compile)
+                       device=args.device, predictions_out=args.predictions, compile=args.compile, amp=args.amp)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     if args.out:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from lxmert.cli._train_args import add_compile_argument
+from lxmert.cli._train_args import add_amp_argument, add_compile_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default="auto")
     add_compile_argument(p, "the model (inductor freezes the weights into the graph; ~20 s to compile)")
+    add_amp_argument(p)
     p.add_argument("--debug", action="store_true")
     p.set_defaults(func=run)
 
@@ -29,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from lxmert.training.run import predict
 
     path = predict(args.task, args.data, args.checkpoint, args.out, split=args.split,
-                   overrides=args.overrides, device=args.device, compile=args.compile)
+                   overrides=args.overrides, device=args.device, compile=args.compile, amp=args.amp)
     print(path)
     return 0

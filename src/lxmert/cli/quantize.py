@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="one scale per weight matrix instead of one per output channel")
     p.add_argument("--skip", action="append", default=None, metavar="MODULE",
                    help="module name to keep in fp32 (repeatable; default: the tied MLM decoder)")
+    p.add_argument("--activation-range", default="auto", choices=["auto", "full", "reduced"],
+                   help="activations in 8 bits (full) or torch's 7 (reduced); auto: 8 where this CPU's "
+                        "int8 kernels do not saturate (VNNI / AMX), probed at run time (default auto)")
     p.add_argument("--check-data", default=None, metavar="DIR",
                    help="also measure, on a labelled split of this data root, how often the int8 model "
                         "gives the fp32 model's top answer, and both models' accuracy (QA checkpoints)")
@@ -34,13 +37,15 @@ def run(args: argparse.Namespace) -> int:
     from lxmert.quantize import DEFAULT_SKIP, QUANTIZED_WEIGHTS_NAME, quantize_checkpoint
 
     skip = tuple(DEFAULT_SKIP) + tuple(args.skip or ())
-    out = quantize_checkpoint(args.checkpoint, args.out, per_channel=not args.per_tensor, skip=skip)
+    out = quantize_checkpoint(args.checkpoint, args.out, per_channel=not args.per_tensor, skip=skip,
+                              activation_range=args.activation_range)
     size = (Path(out) / QUANTIZED_WEIGHTS_NAME).stat().st_size
     print(f"wrote {out}/{QUANTIZED_WEIGHTS_NAME} ({size / 2**20:.1f} MiB, "
           f"{'per-tensor' if args.per_tensor else 'per-channel'} int8); "
           f"load with lxmert.quantize.load_quantized({str(out)!r})")
     if args.check_data:
-        report = check_agreement(args.checkpoint, out, args.check_data, args.task, args.split)
+        report = check_agreement(args.checkpoint, out, args.check_data, args.task, args.split,
+                                 args.activation_range)
         target = Path(args.report) if args.report else Path(out) / "agreement.json"
         from lxmert.utils import atomic_write_text
 
@@ -48,17 +53,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"{report['task']} {report['split']}: same top answer on {report['top1_agreement']:.2%} of "
               f"{report['samples']} questions; accuracy fp32 {report['accuracy_fp32']:.4f}, "
               f"int8 {report['accuracy_int8']:.4f} -> {target}")
+        print(f"  int8 weights with fp32 activations: {report['weight_rounding_agreement']:.2%} same top answer "
+              f"(the ceiling for any activation scheme); median fp32 top-1/top-2 logit margin "
+              f"{report['median_margin']:.3f}, mean |logit change| {report['mean_abs_logit_diff']:.4f}")
     return 0
 
 
 def check_agreement(checkpoint: str, quantized: str | Path, data: str, task: str,
-                    split: str | None) -> dict:
+                    split: str | None, activation_range: str = "auto") -> dict:
     """fp32 vs int8 on a labelled split: top-answer agreement (lxmert.quantize.answer_agreement)
     and the official accuracy of each. Real questions and images matter here: a model's
-    margins on random inputs say little about how often quantisation flips an answer."""
+    margins on random inputs say little about how often quantisation flips an answer.
+
+    Also: the agreement of the int8 weights with fp32 activations (what no activation scheme
+    can beat) and the fp32 model's median top-1/top-2 logit margin (small margins flip)."""
     import torch
 
-    from lxmert.quantize import answer_agreement, load_quantized
+    from lxmert.quantize import answer_agreement, load_quantized, weight_rounding_model
     from lxmert.training.run import load_for_inference
 
     adapter, fp32, device = load_for_inference(task, data, checkpoint, device="cpu")
@@ -68,12 +79,21 @@ def check_agreement(checkpoint: str, quantized: str | Path, data: str, task: str
     dataset = adapter.valid_dataset()
     if dataset is None:
         raise ValueError(f"{task}: no split to check on; pass --split")
-    int8 = load_quantized(quantized)
+    int8 = load_quantized(quantized, activation_range=activation_range)
     with torch.inference_mode():
         agreement = answer_agreement(fp32, int8, adapter.eval_batches(dataset, device))
+        rounded = answer_agreement(fp32, weight_rounding_model(fp32, int8), adapter.eval_batches(dataset, device))
+        margins = []
+        for batch in adapter.eval_batches(dataset, device):
+            top2 = fp32(**batch).question_answering_score.float().topk(2, dim=-1).values
+            margins.append(top2[:, 0] - top2[:, 1])
+        margin = torch.cat(margins)
         scores = {}
         for name, model in (("fp32", fp32), ("int8", int8)):
             preds, _ = adapter.predict(model, dataset, device)
             scores[name] = float(adapter.score(preds, dataset)["accuracy"])
     return {"task": task, "split": adapter.recipe.data.valid, "checkpoint": str(checkpoint),
-            **agreement.to_dict(), "accuracy_fp32": scores["fp32"], "accuracy_int8": scores["int8"]}
+            **agreement.to_dict(), "accuracy_fp32": scores["fp32"], "accuracy_int8": scores["int8"],
+            "activations": int8.config.extra["quantization"].get("activations"),
+            "weight_rounding_agreement": rounded.top1_agreement,
+            "median_margin": float(margin.median())}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lxmert.training.distributed import cleanup_distributed, init_distributed
+from lxmert.training.precision import autocast, check_amp
 from lxmert.training.recipe import Recipe, load_recipe
 from lxmert.training.tasks import make_task
 from lxmert.training.trainer import FitResult, Trainer
@@ -99,16 +100,21 @@ def load_for_inference(task: str, data_dir: str | os.PathLike, checkpoint: str |
 
 def evaluate(task: str, data_dir: str | os.PathLike, checkpoint: str | os.PathLike,
              split: str | None = None, overrides: list[str] | None = None, device: str = "auto",
-             predictions_out: str | os.PathLike | None = None, compile: str = "") -> dict[str, float]:
-    """Metrics of `checkpoint` on a labelled split (default: the recipe's validation split)."""
+             predictions_out: str | os.PathLike | None = None, compile: str = "",
+             amp: str = "none") -> dict[str, float]:
+    """Metrics of `checkpoint` on a labelled split (default: the recipe's validation split).
+    `amp="bf16"`: autocast (lxmert.training.precision; ~2.3x on CPUs with AMX)."""
     adapter, model, dev = load_for_inference(task, data_dir, checkpoint, overrides, device, compile)
+    check_amp(amp, dev, "--amp")
     if split:
         adapter.recipe.data.valid = split
     adapter.recipe.data.valid_limit = 0
     if task == "pretrain":
-        return adapter.evaluate(model, dev)
+        with autocast(amp, dev):
+            return adapter.evaluate(model, dev)
     dataset = adapter.valid_dataset()
-    preds, loss = adapter.predict(model, dataset, dev)
+    with autocast(amp, dev):
+        preds, loss = adapter.predict(model, dataset, dev)
     if not getattr(dataset, "has_labels", True):
         raise ValueError(f"{task} split {adapter.recipe.data.valid!r} has no labels; use `lxmert predict`")
     metrics = adapter.score(preds, dataset)
@@ -131,14 +137,16 @@ def _write(task: str, path: str | os.PathLike, preds: dict[Any, Any], adapter: A
 
 def predict(task: str, data_dir: str | os.PathLike, checkpoint: str | os.PathLike, out: str | os.PathLike,
             split: str | None = None, overrides: list[str] | None = None, device: str = "auto",
-            compile: str = "") -> Path:
+            compile: str = "", amp: str = "none") -> Path:
     """Test-server file for `split` (default: the recipe's test split): VQA/GQA json, NLVR2 csv."""
     if task == "pretrain":
         raise ValueError("predict is for vqa, gqa and nlvr2")
     adapter, model, dev = load_for_inference(task, data_dir, checkpoint, overrides, device, compile)
+    check_amp(amp, dev, "--amp")
     name = split or adapter.recipe.data.test
     if not name:
         raise ValueError("no test split: pass --split (recipe data.test is empty)")
     dataset = adapter.make_dataset(name, train=False)
-    preds, _ = adapter.predict(model, dataset, dev)
+    with autocast(amp, dev):
+        preds, _ = adapter.predict(model, dataset, dev)
     return _write(task, out, preds, adapter)

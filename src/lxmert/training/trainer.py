@@ -36,6 +36,7 @@ from lxmert.techniques.adversarial import adversarial_step
 from lxmert.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from lxmert.training.metrics import MetricsWriter
 from lxmert.training.optim import build_optimizer, build_scheduler
+from lxmert.training.precision import autocast, check_amp
 from lxmert.training.recipe import Recipe
 from lxmert.training.state import (
     TrainerState,
@@ -248,11 +249,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self) -> contextlib.AbstractContextManager:
-        amp = self.recipe.train.amp
-        if amp == "none" or self.info.device.type != "cuda":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
+        """bf16 / fp16 autocast on CUDA, bf16 on CPU (lxmert.training.precision)."""
+        return autocast(self.recipe.train.amp, self.info.device)
 
     def _log(self, message: str) -> None:
         if self.info.is_main:
@@ -323,6 +321,7 @@ class Trainer:
     def fit(self) -> FitResult:
         r, info = self.recipe, self.info
         t = r.train
+        check_amp(t.amp, info.device)  # before anything is written: fp16 on CPU is an error
         _seed_all(t.seed)
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
