@@ -11,6 +11,9 @@ Two figures, both on the same random weights in the same process, alternating:
 - same tensors: both get the identical padded-to-20 batch and the same optimiser
   (torch AdamW, default settings), so only the model implementations differ; lxmert
   still uses `sparse_mlm=True` (a model option: it changes no input).
+- bf16 (`--figures ...,bf16`): as "system level", lxmert's step under CPU bf16 autocast
+  (`train.amp = "bf16"`; fast on CPUs with AMX) vs transformers in fp32; lxmert's model
+  FLOP/s is divided by a bf16 GEMM rate measured the same way.
 
 Model FLOP/s counts the step's useful FLOPs (see common.forward_flops; MLM only at
 masked positions, feature regression only on masked objects, 3x forward) and is divided by a large-GEMM rate measured in the same
@@ -73,12 +76,15 @@ def useful_flops(config: LxmertConfig, batch: dict[str, Any]) -> float:
 
 
 def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: list[dict[str, Any]],
-              **forward_kwargs: Any):
-    """A closure running one full training step on batch `rep` (warm-up: the last ones)."""
+              amp: str = "none", **forward_kwargs: Any):
+    """A closure running one full training step on batch `rep` (warm-up: the last ones);
+    the forward under `amp` autocast as the trainer runs it (backward and update outside)."""
+    from lxmert.training.precision import autocast
 
     def step(rep: int) -> None:
         batch = batches[rep % len(batches)]
-        loss = model(**batch, **forward_kwargs).loss
+        with autocast(amp, "cpu"):
+            loss = model(**batch, **forward_kwargs).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -101,6 +107,7 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
     ours_batches, theirs_batches, stats = make_batches(config, batch_size, n_batches, source)
     # warm-up calls use the indices -1, -2, ...: Python's negative indexing picks the last batches
     rates = [gemm_rate()]
+    bf16_rates = [gemm_rate(dtype=torch.bfloat16)] if "bf16" in figures else []
     result: dict[str, Any] = {"figure": "pretrain_step", "batch_size": batch_size, "source": source,
                               "reps": reps, "machine": machine_info(), **stats}
 
@@ -129,11 +136,28 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
         del opt_ours, opt_theirs
         rates.append(gemm_rate())
 
+    if "bf16" in figures:
+        opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)
+        opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4)
+        if progress:
+            print(f"bf16: lxmert bucketed under bf16 autocast, transformers fp32 padded to 20; {reps} reps",
+                  flush=True)
+        t = alternate({"lxmert": make_step(ours, opt_ours, ours_batches, amp="bf16", sparse_mlm=True),
+                       "transformers": make_step(theirs, opt_theirs, theirs_batches)},
+                      reps=reps, warmup=warmup, samples_per_call=batch_size, progress=progress)
+        result["bf16"] = _summarise(t, config, ours_batches, theirs_batches, batch_size, reps)
+        del opt_ours, opt_theirs
+        rates.append(gemm_rate())
+        bf16_rates.append(gemm_rate(dtype=torch.bfloat16))
+        result["gemm_bf16_flops"] = statistics.median(bf16_rates)
+
     result["gemm_flops"] = statistics.median(rates)
     for name in figures:
         fig = result[name]
         for side in ("lxmert", "transformers"):
-            fig[side]["gemm_fraction"] = fig[side]["model_flops_per_s"] / result["gemm_flops"]
+            # each side against the GEMM rate of the precision it ran in
+            rate = result["gemm_bf16_flops"] if (name, side) == ("bf16", "lxmert") else result["gemm_flops"]
+            fig[side]["gemm_fraction"] = fig[side]["model_flops_per_s"] / rate
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     return result
 
@@ -150,7 +174,8 @@ def _summarise(t, config, ours_batches, theirs_batches, batch_size, reps) -> dic
 
 
 def report(result: dict[str, Any]) -> str:
-    return comparison_report(result, "pre-training step", {"system": "pre-training step, system level", "same": "pre-training step, same tensors"}, "sentences")
+    return comparison_report(result, "pre-training step", {"system": "pre-training step, system level", "same": "pre-training step, same tensors",
+                                                       "bf16": "pre-training step, system level, lxmert bf16 autocast (fraction of the bf16 GEMM) vs transformers fp32"}, "sentences")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--source", default="pretrain_mix", choices=["pretrain_mix", *SOURCES])
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--figures", default="system,same", help="comma list of: system, same")
+    parser.add_argument("--figures", default="system,same", help="comma list of: system, same, bf16")
     parser.add_argument("--json", type=Path, default=None, help="write the result here (atomically)")
     args = parser.parse_args(argv)
     result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, source=args.source,

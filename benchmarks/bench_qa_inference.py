@@ -7,6 +7,9 @@
 - same tensors: both get the identical padded-to-20 batch under `torch.inference_mode()`.
 - compiled (`--figures ...,compiled`): as "same tensors", lxmert through `torch.compile`
   (inductor, weight freezing on; compile time reported, not timed) vs transformers eager.
+- bf16 (`--figures ...,bf16`): as "system level", lxmert under CPU bf16 autocast
+  (`lxmert evaluate/predict --amp bf16`; fast on CPUs with AMX) vs transformers in fp32. Its
+  model FLOP/s is divided by a bf16 GEMM rate measured the same way.
 
 The answer head has 3129 rows (the VQA answer table). Model FLOP/s counts the forward of
 the shapes fed (encoder + pooler + answer head) and is divided by a large-GEMM rate
@@ -62,6 +65,18 @@ def forward_flops_of(config: LxmertConfig, batch: dict[str, Any]) -> float:
     return step_flops(config, [length] * b, batch["visual_feats"].shape[1], heads=["qa"])
 
 
+def bf16_inference():
+    """inference_mode + CPU bf16 autocast, as `lxmert evaluate --amp bf16`."""
+    from contextlib import ExitStack
+
+    from lxmert.training.precision import autocast
+
+    stack = ExitStack()
+    stack.enter_context(torch.inference_mode())
+    stack.enter_context(autocast("bf16", "cpu"))
+    return stack
+
+
 def make_call(model: torch.nn.Module, batches: list[dict[str, Any]], context):
     def call(rep: int) -> None:
         with context():
@@ -89,6 +104,7 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
     ours, theirs = load_pair(config)
     ours_batches, theirs_batches, stats = make_batches(config, batch_size, reps + warmup, source)
     rates = [gemm_rate()]
+    bf16_rates = [gemm_rate(dtype=torch.bfloat16)] if "bf16" in figures else []
     result: dict[str, Any] = {"figure": "qa_inference", "batch_size": batch_size, "source": source, "reps": reps,
                               "num_answers": config.num_qa_labels, "machine": machine_info(), **stats}
     compiled = None
@@ -113,6 +129,9 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
         "compiled": ({"lxmert": make_call(compiled, theirs_batches, torch.inference_mode),
                       "transformers": make_call(theirs, theirs_batches, torch.inference_mode)},
                      {"lxmert": theirs_batches, "transformers": theirs_batches}),
+        "bf16": ({"lxmert": make_call(ours, ours_batches, bf16_inference),
+                  "transformers": make_call(theirs, theirs_batches, torch.no_grad)},
+                 {"lxmert": ours_batches, "transformers": theirs_batches}),
     }
     for name in figures:
         cases, fed = plans[name]
@@ -126,16 +145,22 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
         result[name] = fig
         rates.append(gemm_rate())
     result["gemm_flops"] = statistics.median(rates)
+    if bf16_rates:
+        bf16_rates.append(gemm_rate(dtype=torch.bfloat16))
+        result["gemm_bf16_flops"] = statistics.median(bf16_rates)
     for name in figures:
         for side in ("lxmert", "transformers"):
-            result[name][side]["gemm_fraction"] = result[name][side]["model_flops_per_s"] / result["gemm_flops"]
+            # each side against the GEMM rate of the precision it ran in
+            rate = result["gemm_bf16_flops"] if (name, side) == ("bf16", "lxmert") else result["gemm_flops"]
+            result[name][side]["gemm_fraction"] = result[name][side]["model_flops_per_s"] / rate
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     return result
 
 
 def report(result: dict[str, Any]) -> str:
     labels = {"system": "QA inference fp32, system level", "same": "QA inference fp32, same tensors",
-              "compiled": "QA inference fp32, same tensors, lxmert torch.compile"}
+              "compiled": "QA inference fp32, same tensors, lxmert torch.compile",
+              "bf16": "QA inference, system level, lxmert bf16 autocast (fraction of the bf16 GEMM) vs transformers fp32"}
     return comparison_report(result, "QA inference", labels, "questions")
 
 
@@ -146,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--source", default="vqa_question", choices=list(SOURCES))
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--figures", default="system,same", help="comma list of: system, same, compiled")
+    parser.add_argument("--figures", default="system,same", help="comma list of: system, same, compiled, bf16")
     parser.add_argument("--json", type=Path, default=None, help="write the result here (atomically)")
     args = parser.parse_args(argv)
     result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, source=args.source,

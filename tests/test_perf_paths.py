@@ -85,16 +85,23 @@ def test_benchmark_runs_end_to_end_on_a_tiny_model(monkeypatch):
     import bench_qa_inference
 
     for module in (bench_pretrain_step, bench_qa_inference):  # the GEMM probe is timing, not logic
-        monkeypatch.setattr(module, "gemm_rate", lambda: 1e9)
+        monkeypatch.setattr(module, "gemm_rate", lambda dtype=torch.float32: 4e9 if dtype == torch.bfloat16 else 1e9)
 
     cfg = LxmertConfig(**TINY)
-    pre = bench_pretrain_step.run(quick=True, reps=1, batch_size=4, config=cfg, progress=False)
-    for fig in ("system", "same"):
+    pre = bench_pretrain_step.run(quick=True, reps=1, batch_size=4, config=cfg, progress=False,
+                                  figures=("system", "same", "bf16"))
+    for fig in ("system", "same", "bf16"):
         assert pre[fig]["ratio"] > 0 and pre[fig]["lxmert"]["gemm_fraction"] > 0
     assert pre["mean_padded_ours"] < pre["mean_padded_theirs"] == 20
     assert "| pre-training step, system level, B=4" in bench_pretrain_step.report(pre)
-    qa = bench_qa_inference.run(quick=True, reps=1, batch_size=4, config=cfg, progress=False)
-    assert "same tensors" in bench_qa_inference.report(qa)
+    qa = bench_qa_inference.run(quick=True, reps=1, batch_size=4, config=cfg, progress=False,
+                                figures=("same", "bf16"))
+    assert "same tensors" in bench_qa_inference.report(qa) and "bf16 autocast" in bench_qa_inference.report(qa)
+    for result in (pre, qa):  # bf16 is measured against the bf16 GEMM rate, fp32 against fp32's
+        fig = result["bf16"]
+        assert result["gemm_bf16_flops"] == 4e9
+        assert fig["lxmert"]["gemm_fraction"] == pytest.approx(fig["lxmert"]["model_flops_per_s"] / 4e9)
+        assert fig["transformers"]["gemm_fraction"] == pytest.approx(fig["transformers"]["model_flops_per_s"] / 1e9)
     int8 = bench_int8.run(quick=True, reps=1, batch_size=4, agree_batches=1, config=cfg, toy_steps=0, progress=False)
     assert 0 <= int8["agreement"]["top1_agreement"] <= 1 and int8["ratio"] > 0
 
@@ -109,3 +116,30 @@ def test_gpu_script_smoke_on_cpu(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "MFU" in printed and "transformers fp32" in printed and "lxmert bf16" in printed
     assert out.is_file()
+
+
+def test_bench_command_asks_for_the_bf16_figures_and_lists_them(monkeypatch, capsys):
+    """`lxmert bench --bf16`: the model benchmarks get the bf16 figure; the summary names it."""
+    import types
+
+    import common
+
+    from lxmert.cli import bench, main
+
+    calls = {}
+
+    def fake(name: str) -> types.ModuleType:
+        def run(**kwargs):
+            calls[name] = kwargs
+            side = {"samples_per_s": 2.0, "gemm_fraction": 0.5}
+            figs = {fig: {"lxmert": side, "transformers": side, "ratio": 1.0} for fig in kwargs.get("figures", ())}
+            return {"batch_size": 8, "machine": {"cpu": "test", "torch_threads": 1}, **figs}
+        return types.SimpleNamespace(__file__=name, run=run, report=lambda result: f"{name} table")
+
+    monkeypatch.setattr(bench, "_import", lambda bench_dir, name: common if name == "common" else fake(name))
+    assert main(["bench", "--quick", "--only", "pretrain,qa", "--bf16", "--benchmarks-dir", str(ROOT / "benchmarks")]) == 0
+    assert calls["bench_pretrain_step"]["figures"] == ("system", "same", "bf16")
+    assert calls["bench_qa_inference"]["figures"] == ("system", "same", "bf16")
+    out = capsys.readouterr().out
+    assert "QA inference, system level, lxmert bf16 autocast vs transformers fp32" in out
+    assert "pre-training step, fp32, same tensors, B=8" in out

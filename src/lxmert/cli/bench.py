@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"comma list from {', '.join(MODEL_SUITE)} (default: all three)")
     p.add_argument("--with", dest="with_", default="",
                    help=f"also run other features' benchmarks: comma list from {', '.join(OTHER_SUITE)}")
+    p.add_argument("--bf16", action="store_true",
+                   help="also the bf16-autocast figures of pretrain and qa (lxmert bf16 vs transformers fp32; "
+                        "fast on CPUs with AMX)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per case (default 3 quick, 7-9 full)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None, help="write every result to this file (atomically)")
@@ -67,15 +70,17 @@ def _import(bench_dir: Path, name: str):
 
 def _summary_rows(results: dict[str, Any]) -> list[list[Any]]:
     rows: list[list[Any]] = []
-    labels = {"pretrain": ("pre-training step", "samples/s"), "qa": ("QA inference fp32", "samples/s")}
-    for key, (label, unit) in labels.items():
+    labels = {"pretrain": "pre-training step", "qa": "QA inference"}
+    names = {"system": "fp32, system level", "same": "fp32, same tensors",
+             "bf16": "system level, lxmert bf16 autocast vs transformers fp32 (FLOP/s vs the bf16 GEMM)"}
+    for key, label in labels.items():
         res = results.get(key)
         if not res:
             continue
-        for fig in ("system", "same"):
+        for fig, name in names.items():
             if fig in res:
                 f = res[fig]
-                rows.append([f"{label}, {'system level' if fig == 'system' else 'same tensors'}, B={res['batch_size']}",
+                rows.append([f"{label}, {name}, B={res['batch_size']}",
                              f["lxmert"]["samples_per_s"], f["transformers"]["samples_per_s"], f["ratio"],
                              f["lxmert"]["gemm_fraction"]])
     if results.get("int8"):
@@ -102,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     for name in selected:
         module = _import(bench_dir, modules[name])
         print(f"== {name} ({module.__file__})", flush=True)
-        result = module.run(quick=args.quick, reps=args.reps, threads=args.threads)
+        kwargs = {"figures": ("system", "same", "bf16")} if args.bf16 and name in ("pretrain", "qa") else {}
+        result = module.run(quick=args.quick, reps=args.reps, threads=args.threads, **kwargs)
         print(module.report(result), flush=True)
         results[name] = result
     for name in others:

@@ -99,15 +99,17 @@ class CrossAttentionBlock(nn.Module):
         visn_mask: torch.Tensor | None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        n_lang = lang.shape[1]
+        sizes = [lang.shape[1], visn.shape[1]]
         both = torch.cat([lang, visn], dim=1)
         q, k, v = self.att.split_heads(self.att.qkv(both))
-        lang_ctx, l2v = self.att.attend(q[:, :, :n_lang], k[:, :, n_lang:], v[:, :, n_lang:],
-                                        visn_mask, need_weights)
-        visn_ctx, v2l = self.att.attend(q[:, :, n_lang:], k[:, :, :n_lang], v[:, :, :n_lang],
-                                        lang_mask, need_weights)
+        # `split` (backward: one cat) rather than slicing (backward: a zero-filled full-size
+        # gradient per slice, added up)
+        (q_lang, q_visn), (k_lang, k_visn), (v_lang, v_visn) = (t.split(sizes, dim=2) for t in (q, k, v))
+        lang_ctx, l2v = self.att.attend(q_lang, k_visn, v_visn, visn_mask, need_weights)
+        visn_ctx, v2l = self.att.attend(q_visn, k_lang, v_lang, lang_mask, need_weights)
         out = self.output(torch.cat([lang_ctx, visn_ctx], dim=1), both)
-        return out[:, :n_lang], out[:, n_lang:], l2v, v2l
+        lang_out, visn_out = out.split(sizes, dim=1)
+        return lang_out, visn_out, l2v, v2l
 
 
 class CrossModalityLayer(nn.Module):
