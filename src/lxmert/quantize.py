@@ -10,7 +10,7 @@ Activation range: torch's dynamic Linear quantises activations to 7 bits (`reduc
 because x86 CPUs without VNNI multiply uint8 x int8 pairs into a saturating int16
 (`vpmaddubsw`); 255 * 127 * 2 overflows it. CPUs with VNNI (and oneDNN's AMX path) accumulate
 in int32, so the eighth bit is free there: it halves the activation rounding error at the
-same speed (docs/benchmarks.md: 94.9% -> 96.4% same top answer on the demo's VQA model).
+same speed (docs/benchmarks.md: 94.9% -> 96.7% same top answer on the demo's VQA model).
 `activation_range="auto"` (the default) runs a worst-case probe once per process and engine
 (`full_range_is_exact`) and uses 8 bits only where the kernel does not saturate. It is a
 property of the machine that runs the model, not of the file, so `load_quantized` decides
@@ -41,8 +41,8 @@ import json
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
