@@ -40,7 +40,12 @@ def test_quantized_model_agrees_with_fp32(qa_model):
     assert is_quantized(int8) and not is_quantized(qa_model)  # the fp32 model is left alone
     linears = [m for m in qa_model.modules() if type(m) is torch.nn.Linear]
     dynamic = torch.ao.nn.quantized.dynamic.Linear
-    assert sum(1 for m in int8.modules() if isinstance(m, dynamic)) == len(linears)
+    # the pooler and the two answer-head layers stay fp32 (they write the logits; ~0.1% of the FLOPs)
+    assert sum(1 for m in int8.modules() if isinstance(m, dynamic)) == len(linears) - 3
+    assert type(int8.lxmert.pooler.dense) is torch.nn.Linear
+    assert all(type(m) is torch.nn.Linear for m in int8.answer_head.modules() if isinstance(m, torch.nn.Linear))
+    everything = quantize_model(qa_model, skip=lq.TIED_SKIP)  # heads too
+    assert sum(1 for m in everything.modules() if isinstance(m, dynamic)) == len(linears)
     batches = [_batch(qa_model.config, seed=s) for s in range(4)]
     agreement = answer_agreement(qa_model, int8, batches)
     assert agreement.samples == 24
@@ -106,6 +111,9 @@ def test_cli_quantize_writes_a_loadable_directory(tmp_path, qa_model, capsys):
     assert "model.int8.safetensors" in capsys.readouterr().out
     model = load_quantized(tmp_path / "int8")
     assert is_quantized(model) and model.answers == qa_model.answers
+    assert type(model.answer_head.logit_fc[3]) is torch.nn.Linear  # heads kept fp32 by default
+    assert cli_main(["quantize", str(tmp_path / "ckpt"), str(tmp_path / "all"), "--quantize-heads"]) == 0
+    assert isinstance(load_quantized(tmp_path / "all").answer_head.logit_fc[3], torch.ao.nn.quantized.dynamic.Linear)
     encoder = LxmertModel(LxmertConfig(**SMALL)).eval()
     with torch.inference_mode():
         out = quantize_model(encoder)(**_batch(encoder.config))

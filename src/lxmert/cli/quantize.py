@@ -18,7 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-tensor", action="store_true",
                    help="one scale per weight matrix instead of one per output channel")
     p.add_argument("--skip", action="append", default=None, metavar="MODULE",
-                   help="module name to keep in fp32 (repeatable; default: the tied MLM decoder)")
+                   help="module name to keep in fp32 (repeatable; always kept: the tied MLM decoder, and "
+                        "unless --quantize-heads the pooler and the task heads)")
+    p.add_argument("--quantize-heads", action="store_true",
+                   help="quantise the pooler and the task heads too (~0.1%% of the FLOPs; they write the "
+                        "logits, so fp32 there keeps more answers the same)")
     p.add_argument("--activation-range", default="auto", choices=["auto", "full", "reduced"],
                    help="activations in 8 bits (full) or torch's 7 (reduced); auto: 8 where this CPU's "
                         "int8 kernels do not saturate (VNNI / AMX), probed at run time (default auto)")
@@ -34,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lxmert.quantize import DEFAULT_SKIP, QUANTIZED_WEIGHTS_NAME, quantize_checkpoint
+    from lxmert.quantize import DEFAULT_SKIP, QUANTIZED_WEIGHTS_NAME, TIED_SKIP, quantize_checkpoint
 
-    skip = tuple(DEFAULT_SKIP) + tuple(args.skip or ())
+    skip = tuple(TIED_SKIP if args.quantize_heads else DEFAULT_SKIP) + tuple(args.skip or ())
     out = quantize_checkpoint(args.checkpoint, args.out, per_channel=not args.per_tensor, skip=skip,
                               activation_range=args.activation_range)
     size = (Path(out) / QUANTIZED_WEIGHTS_NAME).stat().st_size
