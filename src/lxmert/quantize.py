@@ -3,8 +3,8 @@
 Why dynamic int8: LXMERT inference is ~90% Linear layers. Weights are quantised once
 (per output channel, symmetric int8); activations are quantised on the fly per batch, and
 the GEMMs run in int8 with int32 accumulation (fbgemm / oneDNN kernels: VNNI / AMX on
-recent x86). No calibration data is needed. Embeddings, LayerNorms and attention
-products stay fp32. Measured on this project's CPU: see docs/benchmarks.md.
+recent x86). No calibration data is needed. Embeddings, LayerNorms, attention products,
+the pooler and the task heads (`HEAD_SKIP`) stay fp32. Measured on this project's CPU: see docs/benchmarks.md.
 
 Activation range: torch's dynamic Linear quantises activations to 7 bits (`reduce_range=True`)
 because x86 CPUs without VNNI multiply uint8 x int8 pairs into a saturating int16
