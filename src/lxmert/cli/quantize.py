@@ -10,8 +10,9 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "quantize", help="write an int8 (dynamic) copy of a checkpoint for CPU inference",
-        description="Quantise the encoder's Linear layers to int8 (weights per output channel, activations "
-                    "dynamically per batch; pooler and task heads stay fp32 unless --quantize-heads) and write OUT/model.int8.safetensors + config.json. "
+        description="Quantise the encoder's Linear layers to int8 (weights per output channel, "
+                    "activations dynamically per batch; the pooler and the task heads stay fp32 unless "
+                    "--quantize-heads) and write OUT/model.int8.safetensors + config.json. "
                     "Load it with lxmert.quantize.load_quantized(OUT).")
     p.add_argument("checkpoint", help="our directory, a Hugging Face directory, or an authors' .pth file")
     p.add_argument("out", help="output directory")
