@@ -103,8 +103,8 @@ def test_bertadam_multi_tensor_path_is_bit_identical_to_the_loop(decay):
         return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 3))
 
     fast, slow = make(), make()
-    opt_fast = BertAdam(fast.parameters(), lr=1e-2, weight_decay=decay, foreach=True)
-    opt_slow = BertAdam(slow.parameters(), lr=1e-2, weight_decay=decay, foreach=False)
+    opt_fast = BertAdam(fast.parameters(), lr=1e-2, weight_decay=decay, foreach=True, fused=False)
+    opt_slow = BertAdam(slow.parameters(), lr=1e-2, weight_decay=decay, foreach=False, fused=False)
     fast[2].bias.requires_grad_(False)  # a parameter without gradient is skipped by both
     slow[2].bias.requires_grad_(False)
     gen = torch.Generator().manual_seed(1)
@@ -119,3 +119,51 @@ def test_bertadam_multi_tensor_path_is_bit_identical_to_the_loop(decay):
         if p.requires_grad:
             assert torch.equal(opt_fast.state[p]["exp_avg_sq"], opt_slow.state[q]["exp_avg_sq"])
             assert float(opt_fast.state[p]["step"]) == 15
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_bertadam_fused_kernel_is_the_same_update_up_to_rounding(decay):
+    """torch's fused AdamW with its bias corrections pinned to 1 (step 2^24) is BertAdam."""
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 3))
+
+    fused, loop = make(), make()
+    opt_fused = BertAdam(fused.parameters(), lr=1e-2, weight_decay=decay, fused=True)
+    opt_loop = BertAdam(loop.parameters(), lr=1e-2, weight_decay=decay, fused=False, foreach=False)
+    fused[2].bias.requires_grad_(False)  # skipped by both
+    loop[2].bias.requires_grad_(False)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        x = torch.randn(8, 16, generator=gen)
+        for model, opt in ((fused, opt_fused), (loop, opt_loop)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    moved = False
+    for p, q, p0 in zip(fused.parameters(), loop.parameters(), make().parameters()):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6), float((p - q).abs().max())
+        moved |= not torch.allclose(q, p0, atol=1e-3)
+        if p.requires_grad:
+            assert torch.allclose(opt_fused.state[p]["exp_avg_sq"], opt_loop.state[q]["exp_avg_sq"], rtol=1e-5)
+            assert float(opt_fused.state[p]["step"]) == 20  # bookkeeping as the other paths
+    assert moved
+    # a bias-corrected step (Adam's step count 1) would move every weight by ~lr exactly; BertAdam
+    # by lr * (1 - b1) / sqrt(1 - b2) ~ 3.16 lr: the fused path must be the latter
+    w = torch.nn.Parameter(torch.ones(4))
+    opt = BertAdam([w], lr=1e-3, weight_decay=0.0, fused=True)
+    w.grad = torch.full((4,), 0.5)
+    opt.step()
+    assert torch.allclose(1.0 - w.detach(), torch.full((4,), 1e-3 * 0.1 / 0.001 ** 0.5), rtol=1e-4)
+
+
+def test_bertadam_uses_the_fused_kernel_by_default_on_cpu():
+    opt = BertAdam([torch.nn.Parameter(torch.ones(3))])
+    w = opt.param_groups[0]["params"][0]
+    w.grad = torch.ones(3)
+    opt.step()
+    assert opt.param_groups[0]["fused"] is None and opt._no_bias_correction  # auto -> fused ran
+    with pytest.raises(RuntimeError, match="float parameters on CPU or CUDA"):
+        bad = BertAdam([torch.nn.Parameter(torch.ones(3, dtype=torch.float64))], fused=True)
+        bad.param_groups[0]["params"][0].grad = torch.ones(3, dtype=torch.float64)
+        bad.step()
