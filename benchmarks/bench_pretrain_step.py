@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (PRETRAIN_MIX, SOURCES, SentenceSampler, alternate, comparison_report, configure_threads,  # noqa: E402
-                    gemm_rate, load_pretraining_pair, machine_info, pretraining_targets,
+                    gemm_rate, load_pretraining_pair, machine_info, pretraining_targets, set_gemm_fractions,
                     step_flops, text_batches, visual_inputs, write_json)
 
 from lxmert.config import LxmertConfig  # noqa: E402
@@ -152,12 +152,7 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
         result["gemm_bf16_flops"] = statistics.median(bf16_rates)
 
     result["gemm_flops"] = statistics.median(rates)
-    for name in figures:
-        fig = result[name]
-        for side in ("lxmert", "transformers"):
-            # each side against the GEMM rate of the precision it ran in
-            rate = result["gemm_bf16_flops"] if (name, side) == ("bf16", "lxmert") else result["gemm_flops"]
-            fig[side]["gemm_fraction"] = fig[side]["model_flops_per_s"] / rate
+    set_gemm_fractions(result, figures)
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     return result
 

@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (SOURCES, SentenceSampler, alternate, comparison_report, configure_threads,  # noqa: E402
-                    gemm_rate, hf_model_from_ours, machine_info, step_flops, text_batches, visual_inputs,
-                    write_json)
+                    gemm_rate, hf_model_from_ours, machine_info, set_gemm_fractions, step_flops, text_batches,
+                    visual_inputs, write_json)
 
 from lxmert.config import LxmertConfig  # noqa: E402
 from lxmert.text import LxmertTokenizer  # noqa: E402
@@ -148,11 +148,7 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
     if bf16_rates:
         bf16_rates.append(gemm_rate(dtype=torch.bfloat16))
         result["gemm_bf16_flops"] = statistics.median(bf16_rates)
-    for name in figures:
-        for side in ("lxmert", "transformers"):
-            # each side against the GEMM rate of the precision it ran in
-            rate = result["gemm_bf16_flops"] if (name, side) == ("bf16", "lxmert") else result["gemm_flops"]
-            result[name][side]["gemm_fraction"] = result[name][side]["model_flops_per_s"] / rate
+    set_gemm_fractions(result, figures)
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     return result
 

@@ -142,6 +142,15 @@ def gemm_rate(n: int = 2048, reps: int = 7, dtype: torch.dtype = torch.float32) 
     return 2.0 * n ** 3 / statistics.median(times)
 
 
+def set_gemm_fractions(result: dict[str, Any], figures: Iterable[str]) -> None:
+    """Each side's model FLOP/s over the GEMM probe of the precision it ran in: the bf16
+    figure's lxmert side against `result["gemm_bf16_flops"]`, everything else fp32's."""
+    for name in figures:
+        for side in ("lxmert", "transformers"):
+            rate = result["gemm_bf16_flops"] if (name, side) == ("bf16", "lxmert") else result["gemm_flops"]
+            result[name][side]["gemm_fraction"] = result[name][side]["model_flops_per_s"] / rate
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, threads, load average, versions: printed with every figure."""
     model = platform.processor() or "unknown"

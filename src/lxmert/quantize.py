@@ -53,7 +53,7 @@ from lxmert.utils import atomic_open, atomic_write_text
 
 __all__ = [
     "QUANTIZED_WEIGHTS_NAME", "quantize_model", "is_quantized", "save_quantized", "load_quantized",
-    "quantize_checkpoint", "answer_agreement", "Agreement", "DEFAULT_SKIP", "TIED_SKIP", "HEAD_SKIP",
+    "quantize_checkpoint", "answer_agreement", "Agreement", "AgreementCounter", "DEFAULT_SKIP", "TIED_SKIP", "HEAD_SKIP",
     "ACTIVATION_RANGES",
     "full_range_is_exact", "weight_rounding_model",
 ]
@@ -391,30 +391,41 @@ class Agreement:
         return asdict(self)
 
 
+class AgreementCounter:
+    """Accumulates `Agreement` over batches of (reference, candidate) logits, so that one pass
+    over the data can compare several candidates with the same reference."""
+
+    def __init__(self, name: str = "logits") -> None:
+        self.name = name
+        self.n = self.agree = self.count = 0
+        self.overlap = self.max_diff = self.abs_sum = 0.0
+
+    def add(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        a, b = a.float(), b.float()
+        if a.shape != b.shape:
+            raise ValueError(f"{self.name}: shapes differ {tuple(a.shape)} vs {tuple(b.shape)}")
+        self.agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+        k = min(5, a.shape[-1])
+        ta, tb = a.topk(k, dim=-1).indices, b.topk(k, dim=-1).indices
+        self.overlap += float((ta.unsqueeze(-1) == tb.unsqueeze(-2)).any(-1).float().sum() / k)
+        diff = (a - b).abs()
+        self.max_diff = max(self.max_diff, float(diff.max()))
+        self.abs_sum += float(diff.sum())
+        self.count += diff.numel()
+        self.n += a.shape[0]
+
+    def result(self) -> Agreement:
+        if self.n == 0:
+            raise ValueError("no batches to compare")
+        return Agreement(samples=self.n, top1_agreement=self.agree / self.n, top5_overlap=self.overlap / self.n,
+                         max_abs_logit_diff=self.max_diff, mean_abs_logit_diff=self.abs_sum / self.count)
+
+
 @torch.inference_mode()
 def answer_agreement(reference: nn.Module, candidate: nn.Module, batches: Iterable[dict[str, Any]],
                      output: str = "question_answering_score") -> Agreement:
     """Compare the answer logits of two models on the same batches (e.g. fp32 vs int8)."""
-    n = agree = 0
-    overlap = 0.0
-    max_diff = 0.0
-    abs_sum = 0.0
-    count = 0
+    counter = AgreementCounter(output)
     for batch in batches:
-        a = getattr(reference(**batch), output).float()
-        b = getattr(candidate(**batch), output).float()
-        if a.shape != b.shape:
-            raise ValueError(f"{output}: shapes differ {tuple(a.shape)} vs {tuple(b.shape)}")
-        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
-        k = min(5, a.shape[-1])
-        ta, tb = a.topk(k, dim=-1).indices, b.topk(k, dim=-1).indices
-        overlap += float((ta.unsqueeze(-1) == tb.unsqueeze(-2)).any(-1).float().sum() / k)
-        diff = (a - b).abs()
-        max_diff = max(max_diff, float(diff.max()))
-        abs_sum += float(diff.sum())
-        count += diff.numel()
-        n += a.shape[0]
-    if n == 0:
-        raise ValueError("no batches to compare")
-    return Agreement(samples=n, top1_agreement=agree / n, top5_overlap=overlap / n,
-                     max_abs_logit_diff=max_diff, mean_abs_logit_diff=abs_sum / count)
+        counter.add(getattr(reference(**batch), output), getattr(candidate(**batch), output))
+    return counter.result()

@@ -74,7 +74,7 @@ def check_agreement(checkpoint: str, quantized: str | Path, data: str, task: str
     can beat) and the fp32 model's median top-1/top-2 logit margin (small margins flip)."""
     import torch
 
-    from lxmert.quantize import answer_agreement, load_quantized, weight_rounding_model
+    from lxmert.quantize import AgreementCounter, load_quantized, weight_rounding_model
     from lxmert.training.run import load_for_inference
 
     adapter, fp32, device = load_for_inference(task, data, checkpoint, device="cpu")
@@ -85,13 +85,16 @@ def check_agreement(checkpoint: str, quantized: str | Path, data: str, task: str
     if dataset is None:
         raise ValueError(f"{task}: no split to check on; pass --split")
     int8 = load_quantized(quantized, activation_range=activation_range)
+    rounded_model = weight_rounding_model(fp32, int8)
+    int8_counter, rounded_counter, margins = AgreementCounter(), AgreementCounter(), []
     with torch.inference_mode():
-        agreement = answer_agreement(fp32, int8, adapter.eval_batches(dataset, device))
-        rounded = answer_agreement(fp32, weight_rounding_model(fp32, int8), adapter.eval_batches(dataset, device))
-        margins = []
-        for batch in adapter.eval_batches(dataset, device):
-            top2 = fp32(**batch).question_answering_score.float().topk(2, dim=-1).values
+        for batch in adapter.eval_batches(dataset, device):  # one pass; the fp32 logits computed once
+            ref = fp32(**batch).question_answering_score.float()
+            int8_counter.add(ref, int8(**batch).question_answering_score)
+            rounded_counter.add(ref, rounded_model(**batch).question_answering_score)
+            top2 = ref.topk(2, dim=-1).values
             margins.append(top2[:, 0] - top2[:, 1])
+        agreement, rounded = int8_counter.result(), rounded_counter.result()
         margin = torch.cat(margins)
         scores = {}
         for name, model in (("fp32", fp32), ("int8", int8)):

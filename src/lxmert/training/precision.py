@@ -41,8 +41,9 @@ def cpu_has_fast_bf16() -> bool:
 def check_amp(amp: str, device: torch.device | str, what: str = "train.amp") -> None:
     """Raise on a precision the device cannot run; warn when it would run slower than fp32.
     Call once per run (the trainer does at start; `autocast` only raises)."""
-    _validate(amp, torch.device(device), what)
-    if amp == "bf16" and torch.device(device).type == "cpu" and not cpu_has_fast_bf16():
+    device = torch.device(device)
+    _validate(amp, device, what)
+    if amp == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
         log.warning("%s = 'bf16' on a CPU without AMX / AVX512-BF16: bf16 is emulated there and slower "
                     "than fp32", what)
 
