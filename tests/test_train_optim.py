@@ -96,24 +96,33 @@ def test_build_optimizer_options_and_errors():
     assert adamw.defaults["fused"] is True  # fused kernel on CPU as on CUDA
 
 
-@pytest.mark.parametrize("decay", [0.0, 0.01])
-def test_bertadam_multi_tensor_path_is_bit_identical_to_the_loop(decay):
-    def make():
-        torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 3))
+def _small_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 3))
 
-    fast, slow = make(), make()
-    opt_fast = BertAdam(fast.parameters(), lr=1e-2, weight_decay=decay, foreach=True, fused=False)
-    opt_slow = BertAdam(slow.parameters(), lr=1e-2, weight_decay=decay, foreach=False, fused=False)
-    fast[2].bias.requires_grad_(False)  # a parameter without gradient is skipped by both
-    slow[2].bias.requires_grad_(False)
+
+def _train_twins(steps: int, decay: float, kwargs_a: dict, kwargs_b: dict):
+    """Two identical small models trained on the same batches by BertAdam(**kwargs_a / _b); one
+    parameter without gradient (skipped by every path). Returns (model_a, opt_a, model_b, opt_b)."""
+    a, b = _small_model(), _small_model()
+    opt_a = BertAdam(a.parameters(), lr=1e-2, weight_decay=decay, **kwargs_a)
+    opt_b = BertAdam(b.parameters(), lr=1e-2, weight_decay=decay, **kwargs_b)
+    a[2].bias.requires_grad_(False)
+    b[2].bias.requires_grad_(False)
     gen = torch.Generator().manual_seed(1)
-    for _ in range(15):
+    for _ in range(steps):
         x = torch.randn(8, 16, generator=gen)
-        for model, opt in ((fast, opt_fast), (slow, opt_slow)):
+        for model, opt in ((a, opt_a), (b, opt_b)):
             opt.zero_grad()
             model(x).pow(2).mean().backward()
             opt.step()
+    return a, opt_a, b, opt_b
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_bertadam_multi_tensor_path_is_bit_identical_to_the_loop(decay):
+    fast, opt_fast, slow, opt_slow = _train_twins(15, decay, dict(foreach=True, fused=False),
+                                                  dict(foreach=False, fused=False))
     for p, q in zip(fast.parameters(), slow.parameters()):
         assert torch.equal(p, q)
         if p.requires_grad:
@@ -124,24 +133,9 @@ def test_bertadam_multi_tensor_path_is_bit_identical_to_the_loop(decay):
 @pytest.mark.parametrize("decay", [0.0, 0.01])
 def test_bertadam_fused_kernel_is_the_same_update_up_to_rounding(decay):
     """torch's fused AdamW with its bias corrections pinned to 1 (step 2^24) is BertAdam."""
-    def make():
-        torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 3))
-
-    fused, loop = make(), make()
-    opt_fused = BertAdam(fused.parameters(), lr=1e-2, weight_decay=decay, fused=True)
-    opt_loop = BertAdam(loop.parameters(), lr=1e-2, weight_decay=decay, fused=False, foreach=False)
-    fused[2].bias.requires_grad_(False)  # skipped by both
-    loop[2].bias.requires_grad_(False)
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(20):
-        x = torch.randn(8, 16, generator=gen)
-        for model, opt in ((fused, opt_fused), (loop, opt_loop)):
-            opt.zero_grad()
-            model(x).pow(2).mean().backward()
-            opt.step()
+    fused, opt_fused, loop, opt_loop = _train_twins(20, decay, dict(fused=True), dict(fused=False, foreach=False))
     moved = False
-    for p, q, p0 in zip(fused.parameters(), loop.parameters(), make().parameters()):
+    for p, q, p0 in zip(fused.parameters(), loop.parameters(), _small_model().parameters()):
         assert torch.allclose(p, q, rtol=1e-5, atol=1e-6), float((p - q).abs().max())
         moved |= not torch.allclose(q, p0, atol=1e-3)
         if p.requires_grad:
