@@ -169,8 +169,10 @@ def _summarise(t, config, ours_batches, theirs_batches, batch_size, reps) -> dic
 
 
 def report(result: dict[str, Any]) -> str:
-    return comparison_report(result, "pre-training step", {"system": "pre-training step, system level", "same": "pre-training step, same tensors",
-                                                       "bf16": "pre-training step, system level, lxmert bf16 autocast (fraction of the bf16 GEMM) vs transformers fp32"}, "sentences")
+    labels = {"system": "pre-training step, system level", "same": "pre-training step, same tensors",
+              "bf16": "pre-training step, system level, lxmert bf16 autocast (fraction of the bf16 GEMM) "
+                      "vs transformers fp32"}
+    return comparison_report(result, "pre-training step", labels, "sentences")
 
 
 def main(argv: list[str] | None = None) -> int:

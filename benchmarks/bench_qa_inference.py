@@ -156,7 +156,8 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
 def report(result: dict[str, Any]) -> str:
     labels = {"system": "QA inference fp32, system level", "same": "QA inference fp32, same tensors",
               "compiled": "QA inference fp32, same tensors, lxmert torch.compile",
-              "bf16": "QA inference, system level, lxmert bf16 autocast (fraction of the bf16 GEMM) vs transformers fp32"}
+              "bf16": "QA inference, system level, lxmert bf16 autocast (fraction of the bf16 GEMM) "
+                      "vs transformers fp32"}
     return comparison_report(result, "QA inference", labels, "questions")
 
 

@@ -53,9 +53,8 @@ from lxmert.utils import atomic_open, atomic_write_text
 
 __all__ = [
     "QUANTIZED_WEIGHTS_NAME", "quantize_model", "is_quantized", "save_quantized", "load_quantized",
-    "quantize_checkpoint", "answer_agreement", "Agreement", "AgreementCounter", "DEFAULT_SKIP", "TIED_SKIP", "HEAD_SKIP",
-    "ACTIVATION_RANGES",
-    "full_range_is_exact", "weight_rounding_model",
+    "quantize_checkpoint", "answer_agreement", "Agreement", "AgreementCounter", "DEFAULT_SKIP", "TIED_SKIP",
+    "HEAD_SKIP", "ACTIVATION_RANGES", "full_range_is_exact", "weight_rounding_model",
 ]
 
 QUANTIZED_WEIGHTS_NAME = "model.int8.safetensors"
@@ -139,6 +138,16 @@ def full_range_is_exact() -> bool:
     return _full_range_exact_for(torch.backends.quantized.engine)
 
 
+def _linear_mapping(full: bool) -> dict[type, type]:
+    """quantize_dynamic's float -> int8 module mapping for 8-bit (`full`) or 7-bit activations."""
+    return {nn.Linear: _full_range_linear_type() if full else _dynamic_linear_type()}
+
+
+def _activations_name(full: bool) -> str:
+    """The config flag's `activations` entry."""
+    return "uint8" if full else "uint7"
+
+
 def _resolve_range(activation_range: str) -> bool:
     """True for 8-bit activations."""
     if activation_range not in ACTIVATION_RANGES:
@@ -186,7 +195,7 @@ def quantize_model(model: nn.Module, per_channel: bool = True, skip: Iterable[st
     if not names:
         raise ValueError("model has no nn.Linear to quantise")
     full = _resolve_range(activation_range)
-    mapping = {nn.Linear: _full_range_linear_type() if full else _dynamic_linear_type()}
+    mapping = _linear_mapping(full)
     model.eval()
     with _quiet():
         quantized = quantize_dynamic(model, {name: qconfig for name in names}, dtype=torch.qint8,
@@ -202,7 +211,7 @@ def _with_flag(config: LxmertConfig, per_channel: bool, names: Sequence[str], fu
     # "activations" records what the quantising machine used; the loading machine decides again.
     extra[QUANT_KEY] = {"method": METHOD, "scheme": "per_channel" if per_channel else "per_tensor",
                         "modules": "Linear", "count": len(names), "torch": torch.__version__,
-                        "activations": "uint8" if full else "uint7"}
+                        "activations": _activations_name(full)}
     data["extra"] = extra
     return LxmertConfig.from_dict(data)
 
@@ -322,8 +331,8 @@ def load_quantized(directory: str | Path, activation_range: str = "auto") -> nn.
     model.eval()
     qconfig = per_channel_dynamic_qconfig if flag.get("scheme") == "per_channel" else default_dynamic_qconfig
     with _quiet():
-        mapping = {nn.Linear: _full_range_linear_type() if full else _dynamic_linear_type()}
-        quantize_dynamic(model, {n: qconfig for n in qnames}, dtype=torch.qint8, mapping=mapping, inplace=True)
+        quantize_dynamic(model, {n: qconfig for n in qnames}, dtype=torch.qint8, mapping=_linear_mapping(full),
+                         inplace=True)
         modules = dict(model.named_modules())
         for name in qnames:
             q = state[f"{name}.weight.int8"]
@@ -335,7 +344,7 @@ def load_quantized(directory: str | Path, activation_range: str = "auto") -> nn.
                 weight = torch._make_per_tensor_quantized_tensor(q, float(scale[0]), int(zero[0]))
             modules[name].set_weight_bias(weight, state.get(f"{name}.bias"))
     data = config.to_dict()  # the in-memory flag says what THIS model runs with
-    data["extra"] = {**data["extra"], QUANT_KEY: {**flag, "activations": "uint8" if full else "uint7"}}
+    data["extra"] = {**data["extra"], QUANT_KEY: {**flag, "activations": _activations_name(full)}}
     model.config = LxmertConfig.from_dict(data)
     return model
 

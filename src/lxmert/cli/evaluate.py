@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from lxmert.cli._train_args import add_amp_argument, add_compile_argument
-import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lxmert.techniques.adversarial import AdvSection
+from lxmert.training.precision import AMP_CHOICES
 from lxmert.utils import atomic_write_text
 
 #: names of the pre-training losses (keys of `pretrain.loss_weights`)
@@ -175,8 +176,8 @@ class Recipe:
         if self.train.compile and self.train.compile not in ("inductor", "aot_eager", "eager", "cudagraphs"):
             problems.append(f"train.compile = {self.train.compile!r} (expected '', inductor, aot_eager, eager "
                             "or cudagraphs)")
-        if self.train.amp not in ("none", "bf16", "fp16"):
-            problems.append(f"train.amp = {self.train.amp!r} (expected none, bf16 or fp16)")
+        if self.train.amp not in AMP_CHOICES:
+            problems.append(f"train.amp = {self.train.amp!r} (expected {', '.join(AMP_CHOICES)})")
         if self.optim.name.lower() not in ("bertadam", "adamw"):
             problems.append(f"optim.name = {self.optim.name!r} (expected bertadam or adamw)")
         if self.data.qa_target not in ("soft", "index"):
