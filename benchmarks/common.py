@@ -455,11 +455,11 @@ def hf_model_from_ours(ours: torch.nn.Module, hf_cls_name: str) -> torch.nn.Modu
     """A `transformers` model holding exactly the weights of `ours` (via the key map)."""
     import transformers
 
-    from lxmert.checkpoints import canonical_state, to_hf_state
+    from lxmert.checkpoint import to_hf_state
 
     hf_cls = getattr(transformers, hf_cls_name)
     hf = hf_cls(transformers.LxmertConfig(**ours.config.to_hf_dict()))
-    state = to_hf_state(canonical_state(ours))
+    state = to_hf_state(ours.canonical_state())
     if hf_cls_name == "LxmertModel":
         state = {k[len("lxmert."):]: v for k, v in state.items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)

@@ -217,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_hf:
         import transformers
 
-        from lxmert.checkpoints import canonical_state, to_hf_state
+        from lxmert.checkpoint import to_hf_state
 
         hf = transformers.LxmertForPreTraining(transformers.LxmertConfig(**config.to_hf_dict()))
-        missing, unexpected = hf.load_state_dict(to_hf_state(canonical_state(ours)), strict=False)
+        missing, unexpected = hf.load_state_dict(to_hf_state(ours.canonical_state()), strict=False)
         if unexpected or [k for k in missing if not k.endswith("decoder.weight")]:
             raise SystemExit(f"weights did not map onto transformers: {missing[:3]} {unexpected[:3]}")
         hf.tie_weights()

@@ -55,7 +55,7 @@ def score(model, task, dataset, visual_words: torch.Tensor, seed: int = 0) -> di
     image together. Batches with no possible swap (one image in more than half of it) are left out of both."""
     from torch.utils.data import Subset
 
-    from lxmert.training.tasks import IGNORE
+    from lxmert.labels import IGNORE_INDEX as IGNORE
 
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     shuffled = Subset(dataset, order)
@@ -64,7 +64,7 @@ def score(model, task, dataset, visual_words: torch.Tensor, seed: int = 0) -> di
     skipped = 0
     with torch.inference_mode():
         for batch in task.eval_batches(shuffled, torch.device("cpu")):
-            inputs = task._targets(batch, None)
+            inputs = task.targets(batch.inputs, None)
             perm = swap_order(inputs["visual_pos"])
             if perm is None:
                 skipped += len(inputs["input_ids"])
@@ -73,9 +73,9 @@ def score(model, task, dataset, visual_words: torch.Tensor, seed: int = 0) -> di
             for key in ("visual_feats", "visual_pos", "visual_attention_mask"):
                 if key in swapped:
                     swapped[key] = swapped[key][perm]
-            ans = batch["ans"]
+            ans = inputs["ans"]
             keep = ans != IGNORE
-            labels = batch["labels"]
+            labels = inputs["labels"]
             target = labels[labels != IGNORE]
             seen = torch.isin(target, visual_words)
             for way, kwargs in (("own_image", inputs), ("swapped", swapped)):
@@ -84,9 +84,9 @@ def score(model, task, dataset, visual_words: torch.Tensor, seed: int = 0) -> di
                     h["qa"][0] += int((out.question_answering_score.argmax(-1)[keep] == ans[keep]).sum())
                     h["qa"][1] += int(keep.sum())
                 # only matching examples (with `pretrain.match_sources`, the others are -100)
-                scored = batch["matched_label"] != IGNORE
+                scored = inputs["matched_label"] != IGNORE
                 pred = out.cross_relationship_score.argmax(-1)[scored]
-                h["matched"][0] += int((pred == batch["matched_label"][scored]).sum())
+                h["matched"][0] += int((pred == inputs["matched_label"][scored]).sum())
                 h["matched"][1] += int(scored.sum())
                 if out.prediction_logits is not None and seen.any():
                     h["mlm_visual_words"][0] += int((out.prediction_logits.argmax(-1)[seen] == target[seen]).sum())
@@ -110,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from lxmert import LxmertForPreTraining
-    from lxmert.checkpoints import resolve_checkpoint
+    from lxmert.api import make_task
+    from lxmert.checkpoint import resolve_checkpoint
     from lxmert.data.synth import COLOURS, SHAPES
     from lxmert.training.recipe import load_recipe
-    from lxmert.training.tasks import make_task
 
     recipe = load_recipe(args.recipe, ["train.progress=false", f"data.valid_limit={args.limit}"])
     task = make_task(recipe, args.data)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
               f"   (n={int(right['n_' + key])})")
     print(f"({time.time() - t0:.0f} s; {int(right['skipped'])} examples left out (batches dominated by one image))")
     if args.json:
-        from lxmert.utils import atomic_write_text
+        from lxmert.atomic import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0

@@ -11,6 +11,11 @@ import torch
 from torch.utils.data import Dataset
 
 from lxmert import LxmertConfig, LxmertForQuestionAnswering
+from lxmert.data.collate import Batch
+from lxmert.training.rng import mix_seed
+
+#: the recipes' default train.seed (the toy's noise is drawn as the loop once drew it for it)
+TRAIN_SEED = 9595
 
 
 def tiny_config(**overrides) -> LxmertConfig:
@@ -31,17 +36,25 @@ class ToyQA(Dataset):
         self.labels = torch.randint(0, 4, (n,), generator=g)
         self.feats[torch.arange(n), :, self.labels] += 2.0  # the answer is written in the image
 
+        self.epoch = 0
+
     def __len__(self) -> int:
         return len(self.labels)
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def __getitem__(self, i: int):
-        # a little per-item randomness, as masking would have: must be reproducible
-        noise = torch.randn(4, 16) * 0.01
+        # a little per-item randomness, as masking would have: a function of (epoch, index), as
+        # the loop requires of datasets (workers, ranks and resumes see the same items)
+        noise = torch.randn(4, 16, generator=torch.Generator().manual_seed(mix_seed(TRAIN_SEED, self.epoch, i))) * 0.01
         return self.ids[i], self.feats[i] + noise, self.pos[i], self.labels[i]
 
 
 class ToyAdapter:
-    task = "vqa"
+    """Duck-types `lxmert.training.task.Task`: what the loop calls, nothing more."""
+
+    name = "vqa"
     main_metric = "accuracy"
 
     def __init__(self, n_train: int = 64, n_valid: int = 64, nan_at: int | None = None,
@@ -59,11 +72,17 @@ class ToyAdapter:
     def train_dataset(self):
         return self.train
 
+    def valid_dataset(self):
+        return self.valid
+
+    def ddp_find_unused_parameters(self):
+        return True  # a QA head: the last cross layer's object branch feeds no loss
+
     def collate(self, items):
         ids, feats, pos, labels = map(torch.stack, zip(*items))
         ids = torch.cat([torch.full((len(ids), 1), 101), ids, torch.full((len(ids), 1), 102)], 1)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "visual_feats": feats,
-                "visual_pos": pos, "labels": labels}
+        return Batch({"input_ids": ids, "attention_mask": torch.ones_like(ids), "visual_feats": feats,
+                      "visual_pos": pos, "labels": labels}, {})
 
     def loss(self, model, batch, epoch):
         self.calls += 1
@@ -76,8 +95,8 @@ class ToyAdapter:
         return loss, {"qa": out.loss.detach()}
 
     @torch.no_grad()
-    def evaluate(self, model, device):
-        batch = self.collate([self.valid[i] for i in range(len(self.valid))])
+    def validate(self, model, device):
+        batch = self.collate([self.valid[i] for i in range(len(self.valid))]).inputs
         logits = model(**{k: v.to(device) for k, v in batch.items() if k != "labels"}).question_answering_score
         acc = (logits.argmax(-1).cpu() == batch["labels"]).float().mean().item()
         return {"accuracy": acc}

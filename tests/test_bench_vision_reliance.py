@@ -18,7 +18,7 @@ def test_vision_reliance_scores_both_ways(tmp_path: Path, capsys):
     import vision_reliance
 
     from lxmert.training.recipe import load_recipe
-    from lxmert.training.tasks import make_task
+    from lxmert.api import make_task
 
     world = make_world(tmp_path, images=40)
     torch.manual_seed(0)
@@ -43,7 +43,7 @@ def test_swap_gives_every_sentence_another_image(tmp_path: Path):
     import vision_reliance
 
     from lxmert.training.recipe import load_recipe
-    from lxmert.training.tasks import make_task
+    from lxmert.api import make_task
 
     world = make_world(tmp_path, images=40)
     task = make_task(load_recipe("demo-pretrain", ["train.progress=false", "data.valid_limit=72",

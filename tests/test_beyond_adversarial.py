@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from _beyond import FEAT, tiny_config
-from lxmert.tasks import LxmertForNLVR2, LxmertForQuestionAnswering
-from lxmert.techniques.adversarial import AdvConfig, AdvSection, adversarial_step, symmetric_kl
+from lxmert.modeling import LxmertForNLVR2, LxmertForQuestionAnswering
+from lxmert.techniques.adversarial import AdvConfig, adv_config, adversarial_step, symmetric_kl
+from lxmert.training.recipe import AdvSection
 
 
 def _batch(b=3, length=6, n=4, answers=7, soft=True):
@@ -129,8 +130,8 @@ def test_nlvr2_and_user_loss_functions_work_and_config_validates():
 
     stats = adversarial_step(model, b, loss_fn, AdvConfig(steps=2, init_mag=0.1))
     assert len(calls) == 1 + 2 * 2 and "extra" in stats
-    assert AdvSection().to_config() is None
+    assert adv_config(AdvSection()) is None
     with pytest.raises(ValueError, match=r"\[adv\] section: .*steps 0"):
-        AdvSection(modalities=["text"], steps=0).to_config()
+        adv_config(AdvSection(modalities=["text"], steps=0))
     with pytest.raises(ValueError, match="subset of text, image"):
         AdvConfig(modalities=("audio",))

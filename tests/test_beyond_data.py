@@ -47,8 +47,8 @@ def test_aokvqa_reader_soft_scores_equal_the_da_metric_and_images_are_found(tmp_
     assert target[table.index("two")] == 0.0
     assert ds.stats.answers_dropped == 1  # "crimson" is not in the table: counted, not silent
     assert aokvqa_soft_label(["a", "a", "b"], "vqa") == {"a": 0.6, "b": 0.3}
-    batch = ds.collate([ds[0], ds[1]])
-    assert batch["labels"].shape == (2, 4) and batch["question_id"] == ["a1", "a2"]
+    batch, meta = ds.collate([ds[0], ds[1]])
+    assert batch["labels"].shape == (2, 4) and meta["question_id"] == ["a1", "a2"]
     fmt = AOKVQADataset(path, store, answer_table=table, image_format=lambda i: COCO[0] if i == 42 else COCO[1])
     assert fmt.entries[1].img_id == COCO[1]
 
@@ -154,10 +154,10 @@ def test_classification_single_binary_and_multi_label(tmp_path, store):
     ds = ClassificationDataset(single, store)
     assert ds.label_names == [0, 1] and not ds.multi_label and ds.ids == ["x", "s:3"]
     assert [ds[i]["target"] for i in range(2)] == [1, 0]
-    assert ds.collate([ds[0], ds[1]])["labels"].tolist() == [1, 0]
+    assert ds.collate([ds[0], ds[1]]).inputs["labels"].tolist() == [1, 0]
     binary = ClassificationDataset(single, store, binary=True)
     assert binary.head_labels == ["1"] and binary.head_multi_label
-    assert binary.collate([binary[0], binary[1]])["labels"].tolist() == [[1.0], [0.0]]
+    assert binary.collate([binary[0], binary[1]]).inputs["labels"].tolist() == [[1.0], [0.0]]
     assert binary.gold().tolist() == [1, 0]
 
     multi = _jsonl(tmp_path / "m.jsonl", [{"img_id": "meme_1", "text": "a", "labels": ["dog", "cat"]},

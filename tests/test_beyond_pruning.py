@@ -11,7 +11,7 @@ from torch import nn
 
 from _beyond import FEAT, tiny_config
 from lxmert.cli import main
-from lxmert.tasks import LxmertForClassification, LxmertForQuestionAnswering
+from lxmert.modeling import LxmertForClassification, LxmertForQuestionAnswering
 from lxmert.techniques.pruning import (lottery_ticket, magnitude_masks, masks_from_zeros, prunable_parameters,
                                        prune_model, rounds_to_sparsity, sparsity_report)
 

@@ -53,7 +53,7 @@ def test_finetune_aokvqa_with_adversarial_training_then_predict(world, tmp_path,
     assert {"clean_loss", "adv_loss_text", "adv_kl_image", "adv_delta_norm_text"} <= set(train)
     valid = [r for r in records if r["split"] == "valid"][-1]
     assert {"mc_accuracy", "mc_accuracy_map", "da_accuracy"} <= set(valid)
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert saved["adv"]["modalities"] == ["text", "image"] and saved["adv"]["steps"] == 2
     out = tmp_path / "aok_pred.json"
     assert main(["predict", "aokvqa", "--data", str(world), "--checkpoint", str(tmp_path / "run" / "best"),
@@ -81,7 +81,7 @@ def test_finetune_classify_binary_and_evaluate(world, tmp_path, capsys):
     records = _finetune("classify", world, tmp_path / "run", "--adv", "image", "--adv-steps", "1")
     valid = [r for r in records if r["split"] == "valid"][-1]
     assert {"auroc", "accuracy", "macro_f1"} <= set(valid)
-    from lxmert.tasks import LxmertForClassification
+    from lxmert.modeling import LxmertForClassification
 
     model = LxmertForClassification.from_pretrained(tmp_path / "run" / "best")
     assert model.labels == ["1"] and model.multi_label  # binary: one sigmoid logit
@@ -140,7 +140,7 @@ def test_lottery_round_through_the_cli_keeps_the_zeros(world, tmp_path):
                  "--out", str(tmp_path / "ticket"), "--rewind", str(early)]) == 0
     _finetune("classify", world, tmp_path / "retrain", "--init", str(tmp_path / "ticket"), "--keep-sparsity")
     before = load_file(str(tmp_path / "ticket" / "model.safetensors"))
-    from lxmert.training.state import latest_checkpoint
+    from lxmert.training.checkpointing import latest_checkpoint
 
     after = load_file(str(latest_checkpoint(tmp_path / "retrain") / "model.safetensors"))
     checked = changed = 0

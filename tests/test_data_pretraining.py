@@ -39,7 +39,8 @@ def test_reads_world_and_batches_follow_the_contract(world: Path):
     assert len(ds) == expected and ds.stats.images == len(entries)
     assert ds.stats.per_source.keys() == {"mscoco", "vg", "vqa", "gqa"}
     assert ds.stats.answers_dropped == 0
-    batch = ds.collate([ds[i] for i in range(0, len(ds), max(1, len(ds) // 16))])
+    batch, meta = ds.collate([ds[i] for i in range(0, len(ds), max(1, len(ds) // 16))])
+    assert meta == {}, "every pre-training field is a model input"
     b, length = batch["input_ids"].shape
     assert length == int(batch["attention_mask"].sum(1).max()), "padded to the longest sentence only"
     assert batch["labels"].shape == (b, length) and batch["token_type_ids"].eq(0).all()
@@ -178,7 +179,7 @@ def _batches_subset(ds: PretrainingDataset, workers: int, epoch: int) -> list[di
     ds.set_epoch(epoch)
     loader = DataLoader(torch.utils.data.Subset(ds, range(48)), batch_size=8, num_workers=workers,
                         collate_fn=ds.collate, multiprocessing_context="fork" if workers else None)
-    return list(loader)
+    return [batch.inputs for batch in loader]
 
 
 def test_errors_name_file_and_entry(world: Path, tmp_path: Path):
@@ -233,7 +234,7 @@ def test_token_cache_is_reused_and_keyed_on_the_inputs(world: Path, tmp_path: Pa
 
 
 def test_split_paths(world: Path):
-    from lxmert.data.pretraining import split_paths
+    from lxmert.data.splits import split_paths
 
     assert split_paths(world / "lxmert", "mscoco_train, mscoco_minival") == [
         world / "lxmert/mscoco_train.json", world / "lxmert/mscoco_minival.json"]

@@ -36,10 +36,10 @@ def test_vqa_soft_targets_and_batch(world: Path):
         target = ds[i]["target"]
         assert target.shape == (len(table),) and target.dtype == np.float32
         assert {table.answers[k]: float(v) for k, v in enumerate(target) if v} == pytest.approx(raw[i]["label"])
-    batch = ds.collate([ds[i] for i in range(6)])
+    batch, meta = ds.collate([ds[i] for i in range(6)])
     assert batch["labels"].shape == (6, len(table)) and batch["labels"].dtype == torch.float32
-    assert batch["question_id"] == [e["question_id"] for e in raw[:6]]
-    assert all(isinstance(q, int) for q in batch["question_id"])
+    assert meta["question_id"] == [e["question_id"] for e in raw[:6]] and "question_id" not in batch
+    assert all(isinstance(q, int) for q in meta["question_id"])
     assert batch["visual_feats"].shape == (6, 36, FEAT_DIM) and batch["input_ids"].shape[0] == 6
     assert ds.raw[0]["answers"] == raw[0]["answers"], "raw entries kept for the official metric"
 
@@ -48,15 +48,15 @@ def test_gqa_index_targets_and_unlabelled_test_split(world: Path, tmp_path: Path
     table = AnswerTable.from_file(world / "gqa/trainval_ans2label.json")
     ds = GQADataset(world / "gqa/valid.json", store(world), answer_table=table, target="index")
     raw = json.loads((world / "gqa/valid.json").read_text())
-    batch = ds.collate([ds[i] for i in range(4)])
+    batch, meta = ds.collate([ds[i] for i in range(4)])
     assert batch["labels"].dtype == torch.long
     assert [table.answers[k] for k in batch["labels"]] == [next(iter(e["label"])) for e in raw[:4]]
-    assert batch["question_id"] == [e["question_id"] for e in raw[:4]]
+    assert meta["question_id"] == [e["question_id"] for e in raw[:4]]
     unlabelled = [{k: v for k, v in e.items() if k != "label"} for e in raw]
     path = tmp_path / "submit.json"
     path.write_text(json.dumps(unlabelled))
     test = GQADataset(path, store(world), answer_table=table)
-    assert not test.has_labels and "labels" not in test.collate([test[0], test[1]])
+    assert not test.has_labels and "labels" not in test.collate([test[0], test[1]]).inputs
     mixed = unlabelled[:2] + raw[2:4]
     path.write_text(json.dumps(mixed))
     with pytest.raises(DataFormatError, match="some entries have a 'label' and some do not"):
@@ -78,10 +78,10 @@ def test_unknown_answers_dropped_counted_and_reported(world: Path, caplog):
 def test_nlvr2_pairs(world: Path):
     ds = NLVR2Dataset(world / "nlvr2/train.json", store(world))
     raw = json.loads((world / "nlvr2/train.json").read_text())
-    batch = ds.collate([ds[i] for i in range(5)])
+    batch, meta = ds.collate([ds[i] for i in range(5)])
     assert batch["visual_feats"].shape == (5, 2, 36, FEAT_DIM) and batch["visual_pos"].shape == (5, 2, 36, 4)
     assert batch["labels"].tolist() == [e["label"] for e in raw[:5]]
-    assert batch["identifier"] == [e["identifier"] for e in raw[:5]] and batch["sent"] == [e["sent"] for e in raw[:5]]
+    assert meta["identifier"] == [e["identifier"] for e in raw[:5]] and meta["sent"] == [e["sent"] for e in raw[:5]]
     left = ds.images.get(raw[0]["img0"])["features"]
     right = ds.images.get(raw[0]["img1"])["features"]
     assert np.array_equal(batch["visual_feats"][0, 0].numpy(), left)

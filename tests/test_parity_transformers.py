@@ -6,7 +6,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
-from lxmert.checkpoints import canonicalize
+from lxmert.checkpoint import canonicalize
 
 TOL = 1e-4
 SMALL = dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, l_layers=2, r_layers=2,
@@ -137,7 +137,7 @@ def test_hf_directory_loads_through_from_pretrained(tmp_path):
     with torch.no_grad():
         assert max_diff(hf(**inputs).prediction_logits, ours(**inputs).prediction_logits) < TOL
     # a model that needs fewer heads loads from the same directory
-    qa = LxmertForQuestionAnswering.from_pretrained(tmp_path / "hf")
+    qa = LxmertForQuestionAnswering.from_pretrained(tmp_path / "hf", strict=False)
     enc = LxmertModel.from_pretrained(tmp_path / "hf")
     with torch.no_grad():
         assert max_diff(hf(**inputs).question_answering_score, qa(**inputs).question_answering_score) < TOL

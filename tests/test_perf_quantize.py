@@ -8,7 +8,7 @@ from safetensors import safe_open
 
 from lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
 from lxmert.cli import main as cli_main
-import lxmert.quantize as lq
+import lxmert.modeling.int8 as lq
 from lxmert.quantize import (QUANTIZED_WEIGHTS_NAME, answer_agreement, is_quantized, load_quantized,
                              quantize_model, save_quantized, weight_rounding_model)
 
@@ -121,8 +121,10 @@ def test_cli_quantize_writes_a_loadable_directory(tmp_path, qa_model, capsys):
 
 
 def test_from_pretrained_and_load_any_route_int8_directories(qa_model, tmp_path):
-    from lxmert.checkpoints import CheckpointError, load_any
+    from lxmert.errors import CheckpointError
+    from lxmert.modeling import LxmertPreTrainedModel
 
+    load_any = LxmertPreTrainedModel.from_pretrained
     out = save_quantized(quantize_model(qa_model), tmp_path / "q")
     batch = _batch(qa_model.config)
     with torch.inference_mode():
@@ -160,9 +162,27 @@ def _emulated_linear_dynamic(saturate: bool):
 
 def test_full_range_probe_tells_a_saturating_kernel_from_an_exact_one():
     # the probe's inputs overflow an int16 pair sum: a non-VNNI kernel is off by ~50%
-    assert lq._probe_error(_emulated_linear_dynamic(saturate=True)) > 0.3
-    assert lq._probe_error(_emulated_linear_dynamic(saturate=False)) < 0.01
-    assert lq._probe_error(torch.ops.quantized.linear_dynamic) < 0.01 or not lq.full_range_is_exact()
+    assert lq.probe_error(_emulated_linear_dynamic(saturate=True)) > 0.3
+    assert lq.probe_error(_emulated_linear_dynamic(saturate=False)) < 0.01
+
+
+def test_full_range_decision_matches_what_this_cpus_kernel_does():
+    """The real kernel, run on the probe's inputs, must behave like one of the two emulated
+    kinds, and the decision must follow which one (checked against the emulations, not
+    against the probe's own threshold)."""
+    outs = {}
+
+    def spy(x, packed, reduce_range=True):
+        outs["real"] = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=reduce_range)
+        outs["exact"] = _emulated_linear_dynamic(saturate=False)(x, packed, reduce_range)
+        outs["saturating"] = _emulated_linear_dynamic(saturate=True)(x, packed, reduce_range)
+        return outs["real"]
+
+    lq.probe_error(spy)
+    like_exact = torch.allclose(outs["real"], outs["exact"], rtol=0.02)
+    like_saturating = torch.allclose(outs["real"], outs["saturating"], rtol=0.02)
+    assert like_exact != like_saturating, outs  # the probe tells the two kinds apart
+    assert lq.full_range_is_exact() == like_exact
 
 
 def test_activation_range_choice(qa_model, monkeypatch):
@@ -186,7 +206,7 @@ def test_activation_range_choice(qa_model, monkeypatch):
         want = torch.ops.quantized.linear_dynamic(x, lin._packed_params._packed_params, reduce_range=False)
         assert torch.equal(lin(x), want)
     # one more activation bit: a smaller logit error than torch's 7-bit default
-    if lq._probe_error(torch.ops.quantized.linear_dynamic) < 0.01:
+    if lq.probe_error(torch.ops.quantized.linear_dynamic) < 0.01:
         err_full = answer_agreement(qa_model, full, batches).mean_abs_logit_diff
         err_reduced = answer_agreement(qa_model, reduced, batches).mean_abs_logit_diff
         assert err_full < 0.8 * err_reduced

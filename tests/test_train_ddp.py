@@ -1,7 +1,7 @@
 """One process vs two (gloo, CPU) with the same global batch follow the same loss curve.
 
 Dropout is off so that the only difference is how the batch is split; per-example noise is
-seeded by example (SeededDataset), so both runs see identical inputs. Tolerance: 1e-4
+a function of (seed, epoch, index), so both runs see identical inputs. Tolerance: 1e-4
 relative on every logged loss (float32 reductions are summed in a different order) and the
 final weights agree to 1e-4 absolute.
 """
@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 
 from lxmert.training.recipe import load_recipe  # noqa: E402
-from lxmert.training.state import latest_checkpoint  # noqa: E402
+from lxmert.training.checkpointing import latest_checkpoint  # noqa: E402
 from lxmert.training.trainer import Trainer  # noqa: E402
 
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from lxmert.training.recipe import load_recipe
-from lxmert.training.state import latest_checkpoint, load_trainer_state
+from lxmert.training.checkpointing import latest_checkpoint, load_trainer_state
 from lxmert.training.trainer import GlobalBatchSampler, NonFiniteLossError, Trainer
 
 from _train_toy import ToyAdapter
@@ -55,7 +55,7 @@ def test_trains_and_keeps_best(tmp_path):
     ckpt = latest_checkpoint(tmp_path / "run")
     assert ckpt.name == "step-00000064"
     assert len(list((tmp_path / "run" / "checkpoints").iterdir())) == 2  # keep_last
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert saved["optim"]["lr"] == 1e-3
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lxmert.cli import main
-from lxmert.training.metrics import MetricsWriter, read_metrics
+from lxmert.training.metrics_log import MetricsWriter, read_metrics
 
 
 def test_plot_writes_pngs(tmp_path):

@@ -36,15 +36,15 @@ def test_quickstart_tiny(tmp_path):
     assert (tmp_path / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "pretrain" / "loss.png").is_file()
     # stage 2 of pre-training started from stage 1 (matching on region descriptions only)
-    ground = json.loads((tmp_path / "pretrain-ground" / "config.json").read_text())
+    ground = json.loads((tmp_path / "pretrain-ground" / "recipe.json").read_text())
     assert ground["data"]["sources"] == ["vg"] and ground["train"]["max_steps"] == 2
-    assert json.loads((tmp_path / "pretrain" / "config.json").read_text())["model"]["init"].startswith(
+    assert json.loads((tmp_path / "pretrain" / "recipe.json").read_text())["model"]["init"].startswith(
         str(tmp_path / "pretrain-ground"))
     assert "stage 1" in text
     assert (tmp_path / "nlvr2" / "pretrained" / "test_predict.csv").is_file()
     # the pre-trained variant really started from the pre-training checkpoint
-    saved = json.loads((tmp_path / "vqa" / "pretrained" / "config.json").read_text())
+    saved = json.loads((tmp_path / "vqa" / "pretrained" / "recipe.json").read_text())
     assert saved["model"]["init"].startswith(str(tmp_path / "pretrain"))
-    assert json.loads((tmp_path / "vqa" / "scratch" / "config.json").read_text())["model"]["init"] == ""
+    assert json.loads((tmp_path / "vqa" / "scratch" / "recipe.json").read_text())["model"]["init"] == ""
     # rerunning into the same directory replaces the demo's runs instead of failing
     assert main(args) == 0

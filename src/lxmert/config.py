@@ -124,7 +124,7 @@ class LxmertConfig:
         return data
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        from lxmert.utils import atomic_write_text
+        from lxmert.atomic import atomic_write_text
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

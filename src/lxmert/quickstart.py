@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lxmert.utils import atomic_write_text
+from lxmert.atomic import atomic_write_text
 
 __all__ = ["QuickstartOptions", "quickstart"]
 
@@ -91,7 +91,7 @@ def quickstart(out_dir: str | os.PathLike, options: QuickstartOptions | None = N
     import torch
 
     from lxmert.training.recipe import load_recipe
-    from lxmert.training.run import evaluate, train
+    from lxmert.api import evaluate, train
 
     opts = options or QuickstartOptions()
     unknown = set(opts.tasks) - set(TASKS)
@@ -192,7 +192,7 @@ def _plots(out: Path, report: dict[str, dict[str, float]], opts: QuickstartOptio
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lxmert.utils import atomic_open
+    from lxmert.atomic import atomic_open
     from lxmert.viz.curves import plot_run
 
     plot_run(out / "pretrain")

@@ -40,7 +40,7 @@ class LxmertTokenizer:
     mask_id = 103
 
     def __init__(self, vocab_file: str | os.PathLike, lowercase: bool = True) -> None:
-        from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+        from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
         from tokenizers.models import WordPiece
 
         self.vocab_file = Path(vocab_file)
@@ -58,6 +58,11 @@ class LxmertTokenizer:
             raise ValueError(f"{self.vocab_file}: vocabulary lacks {sorted(missing)}")
         self.pad_id, self.unk_id = specials["[PAD]"], specials["[UNK]"]
         self.cls_id, self.sep_id, self.mask_id = specials["[CLS]"], specials["[SEP]"], specials["[MASK]"]
+        # A literal "[MASK]" (or [CLS], ...) in the text is that one special token, as in
+        # transformers' BertTokenizer, not five word pieces: users write "[MASK]" to probe the
+        # MLM head. Matched case-sensitively and before normalisation ("[mask]" is split).
+        tokenizer.add_special_tokens([AddedToken(name, normalized=False, special=True)
+                                      for name in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")])
         tokenizer.post_processor = processors.BertProcessing(
             ("[SEP]", self.sep_id), ("[CLS]", self.cls_id)
         )
@@ -160,8 +165,14 @@ class LxmertTokenizer:
             texts = [texts]
         return self.pad(self.encode_batch(texts, max_length), pad_to=pad_to)
 
+    def to_json(self) -> str:
+        """The tokenizer as a `tokenizers` JSON document (`tokenizer.json`), without the
+        truncation length of the last call: what `transformers` and `tokenizers` load."""
+        self._set_truncation(None)
+        return self._tok.to_str(pretty=True)
+
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        from lxmert.utils import atomic_write_text
+        from lxmert.atomic import atomic_write_text
 
         target = Path(directory) / VOCAB_NAME
         ordered = sorted(self._vocab.items(), key=lambda kv: kv[1])
@@ -285,6 +296,6 @@ class AnswerTable:
         raise ValueError(f"{path}: expected a list or an object")
 
     def save(self, path: str | os.PathLike) -> None:
-        from lxmert.utils import atomic_write_text
+        from lxmert.atomic import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.answers, ensure_ascii=False, indent=0) + "\n")

@@ -31,47 +31,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
+    from lxmert.api import ask
+    from lxmert.detector import DetectorConfig, load_vocab
 
-    import torch
-
-    from lxmert import LxmertForQuestionAnswering, LxmertTokenizer
-    from lxmert.detector import FeatureExtractor, load_vocab
-    from lxmert.detector.extract import record_to_model_inputs
-
-    if not args.weights and not args.random_init_detector:
-        raise ValueError("--weights is required (or --random-init-detector for a pipeline test)")
-    if args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
-    if not os.path.isfile(args.image):
-        raise FileNotFoundError(f"{args.image}: no such image file")
     if args.random_init_detector:
         print("WARNING: random detector weights: the answers mean nothing.", file=sys.stderr)
-    extractor = FeatureExtractor.from_weights(args.weights, args.config, random_init=args.random_init_detector,
-                                              device=args.device)
-    record = next(iter(extractor.extract([("image", args.image)])))
-
-    model = LxmertForQuestionAnswering.from_pretrained(args.model, map_location=args.device).eval().to(args.device)
-    tok = LxmertTokenizer.from_vocab(args.model)
-    text = tok([args.question], max_length=20)
-    vis = record_to_model_inputs(record)
-    batch = {k: v.to(args.device) for k, v in {**text, **vis}.items()}
-    with torch.inference_mode():
-        logits = model(**batch).question_answering_score[0].float()
-    scores = torch.sigmoid(logits)
-    top = torch.topk(scores, min(args.top, len(scores)))
-    answers = model.answers
+    result = ask(args.image, args.question, model=args.model, detector=args.weights, detector_config=args.config,
+                 top_k=args.top, device=args.device, random_init_detector=args.random_init_detector)
     print(f"Q: {args.question}")
-    for rank, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), start=1):
-        name = answers[i] if answers else f"<answer {i}>"
-        print(f"{rank:>2}. {name:<24} {s:.3f}")
-    if not answers:
+    for rank, row in enumerate(result["answers"], start=1):
+        print(f"{rank:>2}. {row['answer']:<24} {row['score']:.3f}")
+    if not result["answers_named"]:
         print("(the checkpoint names no answers: answers.json missing, indices shown)", file=sys.stderr)
     if args.objects_vocab:
-        objs = load_vocab(args.objects_vocab, expected=extractor.cfg.num_classes)
-        attrs = load_vocab(args.attrs_vocab, expected=extractor.cfg.num_attrs) if args.attrs_vocab else None
-        seen = []
-        for o, a, c in zip(record["objects_id"], record["attrs_id"], record["objects_conf"]):
-            seen.append(f"{attrs[a] + ' ' if attrs else ''}{objs[o]} ({c:.2f})")
+        cfg = DetectorConfig.from_file(args.config) if args.config else DetectorConfig()
+        objs = load_vocab(args.objects_vocab, expected=cfg.num_classes)
+        attrs = load_vocab(args.attrs_vocab, expected=cfg.num_attrs) if args.attrs_vocab else None
+        record = result["record"]
+        seen = [f"{attrs[a] + ' ' if attrs else ''}{objs[o]} ({c:.2f})"
+                for o, a, c in zip(record["objects_id"], record["attrs_id"], record["objects_conf"])]
         print("objects: " + ", ".join(seen[:10]) + (" ..." if len(seen) > 10 else ""))
     return 0

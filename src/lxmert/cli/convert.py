@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=["lxmert", "hf", "original"], default="lxmert",
                    help="target format (default: lxmert = config.json + model.safetensors)")
     p.add_argument("--num-attention-heads", type=int, default=None,
-                   help="head count for .pth files without a config (default: hidden/64)")
+                   help="head count for .pth files without a config (needed unless 768 wide: 12)")
+    p.add_argument("--force", action="store_true", help="write into DST even if it exists and is not empty")
     p.set_defaults(func=run_convert)
 
     q = subparsers.add_parser("inspect", help="print a checkpoint's layout, config, parameter counts, heads")
@@ -23,18 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from lxmert.checkpoints import convert
+    from lxmert.api import convert
 
     overrides = {}
     if args.num_attention_heads:
         overrides["num_attention_heads"] = args.num_attention_heads
-    out = convert(args.src, args.dst, to=args.to, **overrides)
+    out = convert(args.src, args.dst, to=args.to, force=args.force, **overrides)
     print(f"wrote {out} ({args.to})")
     return 0
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from lxmert.checkpoints import describe
+    from lxmert.api import describe
 
     info = describe(args.ckpt)
     if args.json:

@@ -5,34 +5,45 @@ from __future__ import annotations
 import argparse
 import json
 
-from lxmert.cli._train_args import add_amp_argument, add_compile_argument
+from lxmert.cli._train_args import add_amp_argument, add_compile_argument, add_threads_argument, apply_threads
+from lxmert.tasks import task_names
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "evaluate", help="score a checkpoint on a labelled split (VQA accuracy, GQA, NLVR2, pre-training)",
-    )
-    p.add_argument("task", choices=("vqa", "gqa", "nlvr2", "pretrain", "aokvqa", "vizwiz", "classify"))
+def add_inference_arguments(p: argparse.ArgumentParser) -> None:
+    """What `evaluate` and `predict` share: where the data, checkpoint and settings come from."""
+    p.add_argument("task", choices=task_names())
     p.add_argument("--data", required=True, help="data root")
     p.add_argument("--checkpoint", required=True, help="checkpoint directory (e.g. RUN_DIR/best)")
-    p.add_argument("--split", help="split name (default: the recipe's validation split)")
+    p.add_argument("--config", default=None,
+                   help="recipe to take splits, stores and batch size from (default: the checkpoint's "
+                        "recipe.json, else the task's packaged recipe)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override, e.g. --set data.features=['features/store']")
     p.add_argument("--device", default="auto")
     add_compile_argument(p, "the model (inductor freezes the weights into the graph; ~20 s to compile)")
     add_amp_argument(p)
+    add_threads_argument(p)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score a checkpoint on a labelled split with the task's official metric",
+    )
+    add_inference_arguments(p)
+    p.add_argument("--split", help="split name (default: the recipe's validation split)")
     p.add_argument("--out", help="also write the metrics as JSON here")
     p.add_argument("--predictions", help="also write the predictions (test-server format) here")
-    p.add_argument("--debug", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from lxmert.training.run import evaluate
-    from lxmert.utils import atomic_write_text
+    from lxmert.api import evaluate
+    from lxmert.atomic import atomic_write_text
 
+    apply_threads(args)
     metrics = evaluate(args.task, args.data, args.checkpoint, split=args.split, overrides=args.overrides,
-                       device=args.device, predictions_out=args.predictions, compile=args.compile, amp=args.amp)
+                       device=args.device, predictions_out=args.predictions, compile=args.compile, amp=args.amp,
+                       config=args.config)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     if args.out:

@@ -1,11 +1,12 @@
-"""`lxmert pretrain`: the five pre-training objectives (recipe: configs/lxr955-pretrain.toml)."""
+"""`lxmert pretrain`: the five pre-training objectives (recipe: lxr955-pretrain)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from lxmert.cli._train_args import add_run_arguments, collect_overrides
+from lxmert.cli._train_args import add_run_arguments, apply_threads, collect_overrides
+from lxmert.tasks import PRETRAINING_TASK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,12 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lxmert.training.recipe import load_recipe
-    from lxmert.training.run import train
+    from lxmert.api import load_recipe, train
 
-    recipe = load_recipe(args.config, collect_overrides(args), task="pretrain")
+    apply_threads(args)
+    recipe = load_recipe(args.config, collect_overrides(args), task=PRETRAINING_TASK)
     result = train(args.data, args.out, recipe, resume=args.resume)
-    if result is not None:
-        print(json.dumps({"steps": result.steps, "last_checkpoint": result.last_checkpoint,
-                          "valid": result.last_eval}, indent=2))
+    print(json.dumps({"steps": result.steps, "last_checkpoint": result.last_checkpoint,
+                      "valid": result.last_eval}, indent=2))
     return 0

@@ -39,21 +39,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lxmert.quantize import DEFAULT_SKIP, QUANTIZED_WEIGHTS_NAME, TIED_SKIP, quantize_checkpoint
+    from lxmert.api import quantize
+    from lxmert.atomic import atomic_write_text
+    from lxmert.quantize import QUANTIZED_WEIGHTS_NAME
 
-    skip = tuple(TIED_SKIP if args.quantize_heads else DEFAULT_SKIP) + tuple(args.skip or ())
-    out = quantize_checkpoint(args.checkpoint, args.out, per_channel=not args.per_tensor, skip=skip,
-                              activation_range=args.activation_range)
+    result = quantize(args.checkpoint, args.out, per_channel=not args.per_tensor, skip=args.skip,
+                      quantize_heads=args.quantize_heads, activation_range=args.activation_range,
+                      check_data=args.check_data, task=args.task, split=args.split)
+    out = result["out"]
     size = (Path(out) / QUANTIZED_WEIGHTS_NAME).stat().st_size
     print(f"wrote {out}/{QUANTIZED_WEIGHTS_NAME} ({size / 2**20:.1f} MiB, "
           f"{'per-tensor' if args.per_tensor else 'per-channel'} int8); "
-          f"load with lxmert.quantize.load_quantized({str(out)!r})")
-    if args.check_data:
-        report = check_agreement(args.checkpoint, out, args.check_data, args.task, args.split,
-                                 args.activation_range)
+          f"load with lxmert.quantize.load_quantized({str(out)!r}) or Model.from_pretrained")
+    report = result.get("agreement")
+    if report is not None:
         target = Path(args.report) if args.report else Path(out) / "agreement.json"
-        from lxmert.utils import atomic_write_text
-
         atomic_write_text(target, json.dumps(report, indent=2) + "\n")
         print(f"{report['task']} {report['split']}: same top answer on {report['top1_agreement']:.2%} of "
               f"{report['samples']} questions; accuracy fp32 {report['accuracy_fp32']:.4f}, "
@@ -62,46 +62,3 @@ def run(args: argparse.Namespace) -> int:
               f"(the ceiling for any activation scheme); median fp32 top-1/top-2 logit margin "
               f"{report['median_margin']:.3f}, mean |logit change| {report['mean_abs_logit_diff']:.4f}")
     return 0
-
-
-def check_agreement(checkpoint: str, quantized: str | Path, data: str, task: str,
-                    split: str | None, activation_range: str = "auto") -> dict:
-    """fp32 vs int8 on a labelled split: top-answer agreement (lxmert.quantize.answer_agreement)
-    and the official accuracy of each. Real questions and images matter here: a model's
-    margins on random inputs say little about how often quantisation flips an answer.
-
-    Also: the agreement of the int8 weights with fp32 activations (what no activation scheme
-    can beat) and the fp32 model's median top-1/top-2 logit margin (small margins flip)."""
-    import torch
-
-    from lxmert.quantize import AgreementCounter, load_quantized, weight_rounding_model
-    from lxmert.training.run import load_for_inference
-
-    adapter, fp32, device = load_for_inference(task, data, checkpoint, device="cpu")
-    if split:
-        adapter.recipe.data.valid = split
-    adapter.recipe.data.valid_limit = 0
-    dataset = adapter.valid_dataset()
-    if dataset is None:
-        raise ValueError(f"{task}: no split to check on; pass --split")
-    int8 = load_quantized(quantized, activation_range=activation_range)
-    rounded_model = weight_rounding_model(fp32, int8)
-    int8_counter, rounded_counter, margins = AgreementCounter(), AgreementCounter(), []
-    with torch.inference_mode():
-        for batch in adapter.eval_batches(dataset, device):  # one pass; the fp32 logits computed once
-            ref = fp32(**batch).question_answering_score.float()
-            int8_counter.add(ref, int8(**batch).question_answering_score)
-            rounded_counter.add(ref, rounded_model(**batch).question_answering_score)
-            top2 = ref.topk(2, dim=-1).values
-            margins.append(top2[:, 0] - top2[:, 1])
-        agreement, rounded = int8_counter.result(), rounded_counter.result()
-        margin = torch.cat(margins)
-        scores = {}
-        for name, model in (("fp32", fp32), ("int8", int8)):
-            preds, _ = adapter.predict(model, dataset, device)
-            scores[name] = float(adapter.score(preds, dataset)["accuracy"])
-    return {"task": task, "split": adapter.recipe.data.valid, "checkpoint": str(checkpoint),
-            **agreement.to_dict(), "accuracy_fp32": scores["fp32"], "accuracy_int8": scores["int8"],
-            "activations": int8.config.extra["quantization"].get("activations"),
-            "weight_rounding_agreement": rounded.top1_agreement,
-            "median_margin": float(margin.median())}

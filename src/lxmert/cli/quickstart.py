@@ -6,7 +6,6 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from lxmert.data.synth import FEATURE_CODES
     from lxmert.quickstart import QuickstartOptions
 
     d = QuickstartOptions()
@@ -24,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="objects per scene, 3..N (boxes per image = 5 N; default %(default)s)")
     p.add_argument("--feature-noise", type=float, default=d.feature_noise,
                    help="noise of the world's region features (default %(default)s)")
-    p.add_argument("--feature-code", choices=FEATURE_CODES, default=d.feature_code,
-                   help="how the world's features code concepts (default %(default)s; see SynthConfig)")
+    p.add_argument("--feature-code", default=d.feature_code,
+                   help="how the world's features code concepts (default %(default)s; the choices are "
+                        "lxmert.data.synth.FEATURE_CODES, see SynthConfig)")
     p.add_argument("--nlvr2-kinds", nargs="*", default=list(d.nlvr2_kinds),
                    help="NLVR2 statement kinds of the world (default: all)")
     p.add_argument("--nlvr2-per-image", type=float, default=d.nlvr2_per_image,

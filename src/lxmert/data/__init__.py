@@ -12,18 +12,19 @@ Every dataset has `.collate` (pass it to `DataLoader(collate_fn=...)`), `.length
 length bucketing) and produces batches whose tensors are the models' keyword arguments.
 """
 
-from lxmert.data.collate import LengthBucketBatchSampler, move_to
+from lxmert.data.collate import Batch, LengthBucketBatchSampler, move_to
 from lxmert.data.jsonl import read_jsonl, write_jsonl
 from lxmert.data.masking import IGNORE_INDEX, mask_objects, mask_tokens
 from lxmert.data.nlvr2 import NLVR2Dataset, collate_nlvr2
-from lxmert.data.pretraining import PretrainingDataset, collate_pretraining, split_paths
+from lxmert.data.pretraining import PretrainingDataset, collate_pretraining
+from lxmert.data.splits import split_paths
 from lxmert.data.qa import GQADataset, QADataset, QAEntry, VQADataset, collate_qa
 from lxmert.data.sources import DataFormatError, TextExample, read_pretrain_json
 from lxmert.data.stores import ImageFeatures
 from lxmert.data.synth import SynthConfig, generate_world
 
 __all__ = [
-    "DataFormatError", "GQADataset", "IGNORE_INDEX", "ImageFeatures", "LengthBucketBatchSampler",
+    "Batch", "DataFormatError", "GQADataset", "IGNORE_INDEX", "ImageFeatures", "LengthBucketBatchSampler",
     "NLVR2Dataset", "PretrainingDataset", "QADataset", "QAEntry", "SynthConfig", "TextExample",
     "VQADataset", "collate_nlvr2", "collate_pretraining", "collate_qa", "generate_world",
     "mask_objects", "mask_tokens", "move_to", "read_jsonl", "read_pretrain_json", "split_paths", "write_jsonl",

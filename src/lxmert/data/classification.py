@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from lxmert.data.collate import collate_labelled
+from lxmert.data.collate import Batch, collate_labelled
 from lxmert.data.jsonl import iter_image_text_lines
 from lxmert.data.sources import DataFormatError
 from lxmert.data.stores import ImageFeatures, StoreLike
@@ -216,10 +216,10 @@ class ClassificationDataset(Dataset):
             example["target"] = self.target_of(index)
         return example
 
-    def collate(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, examples: Sequence[dict[str, Any]]) -> Batch:
         return collate_classification(examples, pad_id=self.tokenizer.pad_id)
 
 
-def collate_classification(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
-    """Batch examples: the model's inputs, `labels` when present, and the `id` list."""
+def collate_classification(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> Batch:
+    """Batch examples: the model's inputs (`labels` when present), the `id` list as meta."""
     return collate_labelled(examples, pad_id, "id")

@@ -1,20 +1,22 @@
-"""Batch plumbing shared by the datasets: device moves, padding, length bucketing.
+"""Batch plumbing shared by the datasets: the batch type, device moves, padding, length bucketing.
 
-Batches are plain dicts whose tensor values are keyword arguments of the models' `forward`
-(plus metadata lists such as `question_id`), so `move_to` only has to walk dicts, lists and
-tuples.
+A collated batch is a `Batch(inputs, meta)`: `inputs` are exactly keyword arguments of the
+model's `forward` (so `model(**batch.inputs)` never has to swallow unknown names), `meta`
+the lists that identify the examples (question ids, NLVR2 identifiers, sentences), which
+predictions and metrics need and the model never sees.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
 __all__ = [
+    "Batch",
     "move_to",
     "pad_1d",
     "stack_objects",
@@ -22,6 +24,18 @@ __all__ = [
     "collate_labelled",
     "LengthBucketBatchSampler",
 ]
+
+
+class Batch(NamedTuple):
+    """A collated batch: model keyword arguments and the examples' identifiers."""
+
+    inputs: dict[str, Any]
+    meta: dict[str, list[Any]]
+
+    @property
+    def size(self) -> int:
+        """The number of examples (`len(batch)` is 2: it is a pair)."""
+        return int(self.inputs["input_ids"].shape[0])
 
 
 def move_to(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
@@ -68,11 +82,11 @@ def text_batch(sequences: Sequence[Sequence[int] | np.ndarray], pad_id: int = 0)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": torch.zeros_like(input_ids)}
 
 
-def collate_labelled(examples: Sequence[dict[str, Any]], pad_id: int, id_key: str) -> dict[str, Any]:
+def collate_labelled(examples: Sequence[dict[str, Any]], pad_id: int, id_key: str) -> Batch:
     """Batch one-image examples (`input_ids`, `visual_feats`, `visual_pos`, `visual_mask`,
-    optional `target`, an id under `id_key`): the model's inputs, `labels` when present
-    (class indices or stacked score vectors), and the list of ids. The object mask is
-    passed only when some image has fewer boxes than the batch's widest."""
+    optional `target`, an id under `id_key`): the model's inputs with `labels` when present
+    (class indices or stacked score vectors), and the list of ids as meta. The object mask
+    is passed only when some image has fewer boxes than the batch's widest."""
     batch: dict[str, Any] = text_batch([e["input_ids"] for e in examples], pad_id)
     batch["visual_feats"] = stack_objects([e["visual_feats"] for e in examples], torch.float32)
     batch["visual_pos"] = stack_objects([e["visual_pos"] for e in examples], torch.float32)
@@ -85,8 +99,7 @@ def collate_labelled(examples: Sequence[dict[str, Any]], pad_id: int, id_key: st
             batch["labels"] = torch.from_numpy(np.stack(targets))
         else:
             batch["labels"] = torch.as_tensor(targets, dtype=torch.long)
-    batch[id_key] = [e[id_key] for e in examples]
-    return batch
+    return Batch(batch, {id_key: [e[id_key] for e in examples]})
 
 
 def stack_objects(arrays: Sequence[np.ndarray], dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Collection, Iterable, Iterator
 
 from lxmert.data.sources import DataFormatError, TextExample, read_pretrain_json
-from lxmert.utils import atomic_open
+from lxmert.atomic import atomic_open
 
 __all__ = ["read_jsonl", "iter_image_text_lines", "write_jsonl", "convert_pretrain_json", "DEFAULT_SOURCE"]
 

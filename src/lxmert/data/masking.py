@@ -21,10 +21,9 @@ from typing import Callable, Collection
 
 import numpy as np
 
-__all__ = ["IGNORE_INDEX", "mask_tokens", "mask_objects"]
+from lxmert.labels import IGNORE_INDEX
 
-#: Target value ignored by the losses (PyTorch's cross-entropy default).
-IGNORE_INDEX = -100
+__all__ = ["IGNORE_INDEX", "mask_tokens", "mask_objects"]
 
 
 def mask_tokens(

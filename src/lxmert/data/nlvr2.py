@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lxmert.data.collate import stack_objects, text_batch
+from lxmert.data.collate import Batch, stack_objects, text_batch
 from lxmert.data.sources import DataFormatError
 from lxmert.data.stores import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex
@@ -137,12 +137,13 @@ class NLVR2Dataset(Dataset):
             example["label"] = int(self.labels[index])
         return example
 
-    def collate(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, examples: Sequence[dict[str, Any]]) -> Batch:
         return collate_nlvr2(examples, pad_id=self.tokenizer.pad_id)
 
 
-def collate_nlvr2(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
-    """Batch NLVR2 examples: `visual_feats [B, 2, N, D]`, `labels [B]`, `identifier`/`sent` lists."""
+def collate_nlvr2(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> Batch:
+    """Batch NLVR2 examples: inputs `visual_feats [B, 2, N, D]`, `labels [B]`; meta
+    `identifier` and `sent` lists."""
     batch = text_batch([e["input_ids"] for e in examples], pad_id)
     # stack_objects pads the object axis; move it first so that [2, N, D] pads along N
     feats = stack_objects([e["visual_feats"].transpose(1, 0, 2) for e in examples], torch.float32)
@@ -154,6 +155,4 @@ def collate_nlvr2(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[s
         batch["visual_attention_mask"] = mask.transpose(1, 2).long().contiguous()
     if "label" in examples[0]:
         batch["labels"] = torch.as_tensor([e["label"] for e in examples], dtype=torch.long)
-    batch["identifier"] = [e["identifier"] for e in examples]
-    batch["sent"] = [e["sent"] for e in examples]
-    return batch
+    return Batch(batch, {"identifier": [e["identifier"] for e in examples], "sent": [e["sent"] for e in examples]})

@@ -27,48 +27,26 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Collection, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lxmert.data.collate import pad_1d, stack_objects, text_batch
+from lxmert.data.collate import Batch, pad_1d, stack_objects, text_batch
 from lxmert.data.masking import IGNORE_INDEX, mask_objects, mask_tokens
 from lxmert.data.sources import read_examples
 from lxmert.data.stores import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex, token_cache_path
 from lxmert.text import AnswerTable, LxmertTokenizer
 
-__all__ = ["PretrainingDataset", "PretrainingStats", "collate_pretraining", "split_paths"]
+__all__ = ["PretrainingDataset", "PretrainingStats", "collate_pretraining"]
 
 #: The release's pre-training splits (files under data/lxmert/): train on the first three,
 #: validate on minival.
 RELEASE_TRAIN_SPLITS = ("mscoco_train", "mscoco_nominival", "vgnococo")
 RELEASE_VALID_SPLITS = ("mscoco_minival",)
 
-
-def split_paths(root: str | os.PathLike, splits: str | Sequence[str]) -> list[Path]:
-    """Files of named splits, as the release names them: "mscoco_train,vgnococo" -> root/<name>.json.
-
-    A name ending in `.json`/`.jsonl` is taken as a file name under `root`. A missing file
-    is an error naming it and the splits that exist.
-    """
-    root = Path(root)
-    names = [n.strip() for n in splits.split(",")] if isinstance(splits, str) else list(splits)
-    out = []
-    for name in names:
-        if not name:
-            continue
-        path = root / (name if name.endswith((".json", ".jsonl")) else f"{name}.json")
-        if not path.is_file():
-            known = sorted(p.stem for p in root.glob("*.json*")) if root.is_dir() else []
-            raise FileNotFoundError(f"pre-training split {name!r}: {path} not found (splits in {root}: {known})")
-        out.append(path)
-    if not out:
-        raise ValueError(f"no split named in {splits!r}")
-    return out
 
 logger = logging.getLogger(__name__)
 
@@ -324,11 +302,11 @@ class PretrainingDataset(Dataset):
             "ans": ans,
         }
 
-    def collate(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, examples: Sequence[dict[str, Any]]) -> Batch:
         return collate_pretraining(examples, pad_id=self.tokenizer.pad_id)
 
 
-def collate_pretraining(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
+def collate_pretraining(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> Batch:
     """Batch pre-training examples into the model's keyword arguments and targets.
 
     Text is padded to the longest sentence of the batch (MLM labels with -100). A
@@ -352,4 +330,4 @@ def collate_pretraining(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> 
     }
     batch["matched_label"] = torch.as_tensor([e["matched_label"] for e in examples], dtype=torch.long)
     batch["ans"] = torch.as_tensor([e["ans"] for e in examples], dtype=torch.long)
-    return batch
+    return Batch(batch, {})

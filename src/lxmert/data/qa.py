@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from lxmert.data.collate import collate_labelled
+from lxmert.data.collate import Batch, collate_labelled
 from lxmert.data.masking import IGNORE_INDEX
 from lxmert.data.sources import DataFormatError
 from lxmert.data.stores import ImageFeatures, StoreLike
@@ -282,12 +282,12 @@ class QADataset(Dataset):
             example["target"] = self.target_of(index)
         return example
 
-    def collate(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, examples: Sequence[dict[str, Any]]) -> Batch:
         return collate_qa(examples, pad_id=self.tokenizer.pad_id)
 
 
-def collate_qa(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
-    """Batch QA examples: the model's inputs, `labels` when present, `question_id` list."""
+def collate_qa(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> Batch:
+    """Batch QA examples: the model's inputs (`labels` when present), `question_id` as meta."""
     return collate_labelled(examples, pad_id, "question_id")
 
 

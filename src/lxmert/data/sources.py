@@ -14,11 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Collection, Iterator, NamedTuple
 
+from lxmert.errors import DataFormatError
+
 __all__ = ["TextExample", "DataFormatError", "read_pretrain_json", "read_examples"]
-
-
-class DataFormatError(ValueError):
-    """A data file entry that cannot be used; the message names the file and the entry."""
 
 
 class TextExample(NamedTuple):

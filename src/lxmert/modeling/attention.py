@@ -2,7 +2,7 @@
 
 Query, key and value live in ONE fused projection (`qkv`, [3d, d]) so a self-attention
 needs one GEMM instead of three. The release stored them as three Linear layers
-(`query`, `key`, `value`); `lxmert.checkpoints` splits and joins them, nowhere else.
+(`query`, `key`, `value`); `lxmert.checkpoint.layouts` splits and joins them, nowhere else.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Module names mirror the released checkpoints (`attention.self`, `attention.output`,
 `intermediate`, `output`, `visual_attention`, `lang_self_att`, ...) so that the key map in
-`lxmert.checkpoints` is short: only the fused `qkv` differs.
+`lxmert.checkpoint.layouts` is short: only the fused `qkv` differs.
 """
 
 from __future__ import annotations

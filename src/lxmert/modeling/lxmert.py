@@ -16,6 +16,7 @@ from lxmert.modeling.base import LxmertPreTrainedModel
 from lxmert.modeling.embeddings import TextEmbeddings, VisualFeatEncoder
 from lxmert.modeling.layers import BertLayer, CrossModalityLayer
 from lxmert.modeling.outputs import LxmertModelOutput
+from lxmert.modeling.registry import register_model
 
 
 class LxmertEncoder(nn.Module):
@@ -100,8 +101,11 @@ def _check_inputs(input_ids, inputs_embeds, visual_feats, visual_pos, config: Lx
                          f"visual_feats {tuple(visual_feats.shape)} / visual_pos_dim {config.visual_pos_dim}")
 
 
+@register_model
 class LxmertModel(LxmertPreTrainedModel):
     """The LXMERT encoder: returns language, object and pooled representations."""
+
+    encoder_prefix = ""
 
     def __init__(self, config: LxmertConfig) -> None:
         super().__init__(config)
@@ -124,7 +128,6 @@ class LxmertModel(LxmertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-        **unused,
     ) -> LxmertModelOutput:
         """`inputs_embeds` are word embeddings BEFORE position/type are added (used by
         adversarial training to perturb words as VILLA does)."""

@@ -1,60 +1,56 @@
-"""`LxmertForNLVR2`: one sentence, two images; each (sentence, image) pair is encoded
-separately and the two pooled vectors are concatenated for a 2-way classifier."""
+"""NLVR2 (Suhr et al. 2019): is a sentence true of a pair of images?
+
+`DATA/nlvr2/<split>.json` entries `{identifier, img0, img1, label: 0|1, sent, uid}`; the
+model encodes (sentence, image) twice and classifies the concatenated pooled vectors.
+Accuracy and consistency (`lxmert.evaluation.nlvr2`); test-server file: CSV
+`identifier,True|False`.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 import torch
+from torch import nn
+from torch.utils.data import Dataset
 
-from lxmert.config import LxmertConfig
-from lxmert.modeling.base import LxmertPreTrainedModel
-from lxmert.modeling.heads import AnswerHead
-from lxmert.modeling.lxmert import LxmertModel
-from lxmert.modeling.outputs import LxmertForNLVR2Output
-from lxmert.tasks.pretraining import _ce_ignoring
+from lxmert.data import NLVR2Dataset
+from lxmert.evaluation import get_metric, write_predictions
+from lxmert.modeling import LxmertForNLVR2
+from lxmert.tasks import register_task
+from lxmert.training.task import LossMeter, Predictions, Task
+
+__all__ = ["NLVR2Task"]
 
 
-class LxmertForNLVR2(LxmertPreTrainedModel):
-    def __init__(self, config: LxmertConfig) -> None:
-        super().__init__(config)
-        self.lxmert = LxmertModel(config)
-        d2 = 2 * config.hidden_size
-        head = AnswerHead(d2, d2, 2, config.layer_norm_eps)
-        self.logit_fc = head.logit_fc  # key names as the release: logit_fc.{0,2,3}
-        self.init_weights()
+@register_task("nlvr2")
+class NLVR2Task(Task):
+    """Two images per sentence; the head classifies the concatenated pooled vectors."""
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        visual_feats: torch.Tensor | None = None,
-        visual_pos: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        visual_attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        **unused,
-    ) -> LxmertForNLVR2Output:
-        """`visual_feats` [B, 2, N, D], `visual_pos` [B, 2, N, 4]; text inputs [B, L]."""
-        if visual_feats is None or visual_feats.dim() != 4 or visual_feats.shape[1] != 2:
-            raise ValueError("NLVR2 expects visual_feats of shape [B, 2, N, D]")
-        b = visual_feats.shape[0]
+    folder = "nlvr2"
+    model_class = LxmertForNLVR2
+    default_recipe = "nlvr2"
+    id_key = "identifier"
+    prediction_suffix = ".csv"
 
-        def twice(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x.repeat_interleave(2, dim=0)
+    def make_dataset(self, splits: list[str] | str, train: bool) -> Dataset:
+        return NLVR2Dataset(self.split_files(splits), self.images, self.tokenizer,
+                            max_length=self.recipe.data.max_seq_length)
 
-        def flat(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x.reshape(2 * b, *x.shape[2:])
+    @torch.no_grad()
+    def predict(self, model: nn.Module, dataset: Dataset, device: torch.device) -> Predictions:
+        """{identifier: 0 | 1} and the mean loss when labelled."""
+        by_id: dict[str, int] = {}
+        loss = LossMeter()
+        for batch, out in self.outputs(model, dataset, device, loss):
+            for ident, k in zip(batch.meta["identifier"], out.logits.argmax(-1).tolist()):
+                by_id[ident] = int(k)
+        return Predictions(by_id, loss.mean)
 
-        enc = self.lxmert(twice(input_ids), flat(visual_feats), flat(visual_pos), twice(attention_mask),
-                          flat(visual_attention_mask), twice(token_type_ids), twice(inputs_embeds),
-                          output_attentions, output_hidden_states)
-        pooled = enc.pooled_output.reshape(b, -1)
-        out = LxmertForNLVR2Output(**{k: getattr(enc, k) for k in enc.keys()
-                                      if k not in ("language_output", "vision_output", "pooled_output")})
-        out.pooled_output = pooled
-        out.logits = self.logit_fc(pooled)
-        if labels is not None:
-            out.loss = _ce_ignoring(out.logits, labels.view(-1))
-        return out
+    def score(self, predictions: dict[Any, Any], dataset: Dataset) -> dict[str, float]:
+        return get_metric("nlvr2")(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]
+
+    def write_predictions(self, path: str | os.PathLike, predictions: dict[Any, Any]) -> Path:
+        return write_predictions("nlvr2", path, {k: bool(v) for k, v in predictions.items()})

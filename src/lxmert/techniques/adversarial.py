@@ -41,26 +41,30 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lxmert.training.hooks import LossFn, TrainerHook
+from lxmert.training.recipe import AdvSection
+
 __all__ = [
     "AdvConfig",
-    "AdvSection",
+    "AdversarialHook",
+    "adv_config",
     "adversarial_step",
     "symmetric_kl",
     "output_logits",
     "find_perturbation_points",
     "parse_modalities",
+    "MODALITIES",
 ]
 
 MODALITIES = ("text", "image")
 
-LossFn = Callable[[nn.Module, dict[str, Any]], "tuple[torch.Tensor, dict[str, torch.Tensor]] | torch.Tensor"]
 
 
 def parse_modalities(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -105,33 +109,17 @@ class AdvConfig:
                 "adv_task_weight": self.adv_task_weight, "kl_mode": self.kl_mode}
 
 
-@dataclass
-class AdvSection:
-    """The `[adv]` section of a training recipe (`--adv text,image --adv-steps 3 ...`).
-
-    `modalities` empty = adversarial training off (the default). The other fields are
-    those of :class:`AdvConfig` (`kl` = `kl_weight`, `init` = `init_mag`).
-    """
-
-    modalities: list[str] = field(default_factory=list)
-    steps: int = 3
-    lr: float = 1e-3
-    kl: float = 1.5
-    init: float = 0.0
-    max_norm: float = 0.0
-    task_weight: float = 1.0
-    kl_mode: str = "auto"
-
-    def to_config(self) -> "AdvConfig | None":
-        """The step's settings, or None when off; ValueError naming the bad `adv.*` value."""
-        if not self.modalities:
-            return None
-        try:
-            return AdvConfig(modalities=tuple(self.modalities), steps=self.steps, lr=self.lr, kl_weight=self.kl,
-                             init_mag=self.init, max_norm=self.max_norm, adv_task_weight=self.task_weight,
-                             kl_mode=self.kl_mode)
-        except ValueError as err:
-            raise ValueError(f"[adv] section: {err}") from None
+def adv_config(section: AdvSection) -> AdvConfig | None:
+    """The step's settings from a recipe's `[adv]` section, or None when it is off;
+    ValueError naming the bad `adv.*` value."""
+    if not section.modalities:
+        return None
+    try:
+        return AdvConfig(modalities=tuple(section.modalities), steps=section.steps, lr=section.lr,
+                         kl_weight=section.kl, init_mag=section.init, max_norm=section.max_norm,
+                         adv_task_weight=section.task_weight, kl_mode=section.kl_mode)
+    except ValueError as err:
+        raise ValueError(f"[adv] section: {err}") from None
 
 
 def output_logits(output: Any) -> torch.Tensor:
@@ -375,26 +363,14 @@ def adversarial_step(
     return out
 
 
-def add_adv_arguments(p: Any) -> None:
-    """The `--adv*` flags of `lxmert finetune` (they set the recipe's [adv] section)."""
-    g = p.add_argument_group("adversarial fine-tuning (VILLA; lxmert.techniques.adversarial)")
-    g.add_argument("--adv", metavar="MODALITIES", help="perturb 'text', 'image' or 'text,image' (off by default)")
-    g.add_argument("--adv-steps", type=int, help="ascent steps K per batch (default 3)")
-    g.add_argument("--adv-lr", type=float, help="L2-normalised ascent step size (default 1e-3)")
-    g.add_argument("--adv-kl", type=float, help="weight of the symmetric KL term (default 1.5)")
-    g.add_argument("--adv-init", type=float, help="uniform init magnitude of the perturbation (default 0)")
-    g.add_argument("--adv-max-norm", type=float, help="L2 radius per example, 0 = unbounded (default 0)")
-    g.add_argument("--adv-task-weight", type=float, help="weight of the adversarial task loss (default 1)")
+class AdversarialHook(TrainerHook):
+    """Runs every training micro-step as `adversarial_step` (see the module docstring)."""
 
+    def __init__(self, cfg: AdvConfig) -> None:
+        self.cfg = cfg
 
-def adv_overrides(args: Any) -> list[str]:
-    """Recipe overrides (`adv.*=...`) from the `--adv*` flags that were given."""
-    out = []
-    if getattr(args, "adv", None):
-        out.append("adv.modalities=[" + ", ".join(f'"{m}"' for m in parse_modalities(args.adv)) + "]")
-    for attr, key in (("adv_steps", "steps"), ("adv_lr", "lr"), ("adv_kl", "kl"), ("adv_init", "init"),
-                      ("adv_max_norm", "max_norm"), ("adv_task_weight", "task_weight")):
-        value = getattr(args, attr, None)
-        if value is not None:
-            out.append(f"adv.{key}={value!r}")
-    return out
+    def micro_step(self, model: nn.Module, inputs: dict[str, Any], loss_fn: LossFn, *, loss_scale: float,
+                   backward: Callable[[torch.Tensor], None],
+                   autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, torch.Tensor]:
+        return adversarial_step(model, inputs, loss_fn, self.cfg, loss_scale=loss_scale, autocast=autocast,
+                                backward=backward)

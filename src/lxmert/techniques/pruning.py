@@ -24,13 +24,21 @@ step) -> retrain, until the target sparsity; each round's score is recorded.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
+
+from lxmert.atomic import atomic_write_text
+from lxmert.checkpoint.files import RECIPE_NAME
+from lxmert.modeling import LxmertPreTrainedModel
+from lxmert.training.hooks import TrainerHook
 
 __all__ = [
     "PruningMasks",
@@ -44,7 +52,12 @@ __all__ = [
     "rounds_to_sparsity",
     "LotteryRound",
     "prune_checkpoint",
+    "SparsityHook",
+    "CARRIED_FILES",
 ]
+
+#: files of a source checkpoint directory that a pruned copy keeps
+CARRIED_FILES = ("vocab.txt", RECIPE_NAME)
 
 EMBEDDING_PATTERN = re.compile(r"embeddings\.(word|position|token_type)_embeddings\.weight$")
 
@@ -329,24 +342,17 @@ def prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, sparsity: f
     pruned).
 
     The output directory is a normal checkpoint (weights with zeros, same config and
-    answers) plus `pruning.json` (settings and the sparsity report) and the source's
-    other files (vocab.txt, ...). Returns the report.
+    answers) plus `pruning.json` (settings and the sparsity report), the source's vocabulary
+    and training recipe. Not its `eval.json`: those scores are the unpruned model's.
     """
-    import json
-    import shutil
-    from pathlib import Path
-
-    from lxmert.checkpoints import load_any as load_checkpoint
-    from lxmert.utils import atomic_write_text
-
     src_path, out_path = Path(src), Path(out)
     if out_path.resolve() == (src_path if src_path.is_dir() else src_path.parent).resolve():
         raise ValueError(f"--out {out_path} is the source checkpoint's directory; choose another")
-    model = load_checkpoint(src_path)
+    model = LxmertPreTrainedModel.from_pretrained(src_path)
     before = sparsity_report(model, keep_embeddings=keep_embeddings, keep_head=keep_head)
     masks = prune_model(model, sparsity, scope=scope, keep_embeddings=keep_embeddings, keep_head=keep_head)
     if rewind is not None:
-        early = load_checkpoint(rewind)
+        early = LxmertPreTrainedModel.from_pretrained(rewind)
         if type(early) is not type(model):
             raise ValueError(f"--rewind {rewind} holds a {type(early).__name__}, {src} a {type(model).__name__}")
         masks.detach()
@@ -355,10 +361,9 @@ def prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, sparsity: f
     report = sparsity_report(model, keep_embeddings=keep_embeddings, keep_head=keep_head)
     out_path.mkdir(parents=True, exist_ok=True)
     if src_path.is_dir():
-        for extra in src_path.iterdir():  # tokenizer files and the like travel with the weights
-            if extra.is_file() and extra.name not in ("config.json", "model.safetensors", "pytorch_model.bin",
-                                                      "answers.json", "pruning.json"):
-                shutil.copy2(extra, out_path / extra.name)
+        for name in CARRIED_FILES:  # the tokenizer and the run's settings travel with the weights
+            if (src_path / name).is_file():
+                shutil.copy2(src_path / name, out_path / name)
     model.save_pretrained(out_path)
     record = {"source": str(src_path), "class": type(model).__name__, "sparsity": sparsity, "scope": scope,
               "keep_embeddings": keep_embeddings, "keep_head": keep_head,
@@ -366,3 +371,12 @@ def prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, sparsity: f
               "sparsity_before": before["prunable_sparsity"], "report": report}
     atomic_write_text(out_path / "pruning.json", json.dumps(record, indent=2) + "\n")
     return record
+
+
+class SparsityHook(TrainerHook):
+    """Retraining a pruned checkpoint (`train.keep_sparsity`): the encoder's zero weights
+    stay zero after every optimiser step. The heads are left free: a remapped answer head
+    has all-zero rows for new answers that must train."""
+
+    def on_setup(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        masks_from_zeros(model, keep_head=True).attach(optimizer)

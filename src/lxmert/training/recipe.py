@@ -1,8 +1,11 @@
 """Recipes: one TOML file per experiment, every field overridable, the result saved with the run.
 
-A recipe has a `task` ("pretrain", "vqa", "gqa" or "nlvr2") and sections:
+A recipe has a `task` (a name of the task registry, `lxmert.tasks`) and sections:
 `[model]` (LxmertConfig fields and `init`, the checkpoint to start from), `[data]`,
-`[optim]`, `[train]` and, for pre-training, `[pretrain]` (the five objectives).
+`[optim]`, `[train]`, `[adv]` (adversarial fine-tuning, off by default) and the task's own
+section, named after the task, when the task has options (`[pretrain]`: the five
+objectives). The recipes the package ships live in `lxmert/recipes/*.toml` (package data,
+so a wheel install has them); `--config NAME` picks one, `--config PATH` reads a file.
 Command-line overrides use dotted keys (`--set optim.lr=1e-4 train.epochs=2`); the value
 is read as a TOML value when it parses as one (numbers, booleans, lists, quoted strings)
 and as a bare string otherwise. Unknown keys are errors naming the file and the key: a typo
@@ -16,30 +19,30 @@ import json
 import os
 import tomllib
 import typing
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from lxmert.techniques.adversarial import AdvSection
+from lxmert.atomic import atomic_write_text
+from lxmert.config import LxmertConfig
+from lxmert.errors import RecipeError
+from lxmert.tasks import get_task, task_names
 from lxmert.training.precision import AMP_CHOICES
-from lxmert.utils import atomic_write_text
-
-#: names of the pre-training losses (keys of `pretrain.loss_weights`)
-PRETRAIN_LOSSES = ("mlm", "matched", "obj", "attr", "feat", "qa")
-TASKS = ("pretrain", "vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classify")
 
 __all__ = [
-    "TASKS",
     "Recipe",
     "ModelSection",
     "DataSection",
     "OptimSection",
     "TrainSection",
-    "PretrainSection",
+    "AdvSection",
     "load_recipe",
     "apply_overrides",
     "parse_override",
-    "configs_dir",
+    "recipe_names",
+    "recipe_path",
+    "build_section",
 ]
 
 
@@ -123,29 +126,24 @@ class TrainSection:
 
 
 @dataclass
-class PretrainSection:
-    """The five objectives (each switchable) and their masking rates.
+class AdvSection:
+    """The `[adv]` section (`lxmert finetune --adv text,image --adv-steps 3 ...`): adversarial
+    fine-tuning in embedding space (VILLA; `lxmert.techniques.adversarial`, which checks
+    the values when the run starts).
 
-    `qa_from_epoch`: first epoch (0-based) with the QA loss; the paper adds QA for the last
-    10 of 20 epochs (10), the public code from the start (0).
+    `modalities` empty = off (the default). `kl` is the weight of the symmetric KL term,
+    `init` the uniform init magnitude of the perturbation, `max_norm` its L2 radius per
+    example (0 = unbounded), `task_weight` the weight of the adversarial task loss.
     """
 
-    mask_lm: bool = True
-    obj_predict: bool = True
-    matched: bool = True
-    qa: bool = True
-    qa_from_epoch: int = 0
-    visual_obj_loss: bool = True
-    visual_attr_loss: bool = True
-    visual_feat_loss: bool = True
-    word_mask_rate: float = 0.15
-    obj_mask_rate: float = 0.15
-    #: sources whose sentences are matching examples (negatives drawn among them too);
-    #: the others get no matching loss. Empty = every sentence, as the release
-    match_sources: list[str] = field(default_factory=list)
-    #: scales of the named losses (mlm, matched, obj, attr, feat, qa) in the summed loss;
-    #: empty = the release's plain sum
-    loss_weights: dict[str, float] = field(default_factory=dict)
+    modalities: list[str] = field(default_factory=list)
+    steps: int = 3
+    lr: float = 1e-3
+    kl: float = 1.5
+    init: float = 0.0
+    max_norm: float = 0.0
+    task_weight: float = 1.0
+    kl_mode: str = "auto"
 
 
 @dataclass
@@ -158,17 +156,21 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
-    pretrain: PretrainSection = field(default_factory=PretrainSection)
-    adv: AdvSection = field(default_factory=AdvSection)  # adversarial fine-tuning (lxmert.techniques)
+    adv: AdvSection = field(default_factory=AdvSection)
+    #: the task's own section (`[<task>]` in TOML), an instance of its `options_class`;
+    #: None for tasks without options
+    options: Any = None
 
     def __post_init__(self) -> None:
+        if self.options is None:
+            self.options = task_options(self.task, {}, "recipe")
         self.validate()
 
     def validate(self, source: str = "recipe") -> None:
         """Check values that would otherwise fail late (or, worse, not at all)."""
         problems = []
-        if self.task not in TASKS:
-            problems.append(f"task = {self.task!r} (expected one of {', '.join(TASKS)})")
+        if self.task not in task_names():
+            problems.append(f"task = {self.task!r} (expected one of {', '.join(task_names())})")
         if self.train.batch_size <= 0:
             problems.append(f"train.batch_size = {self.train.batch_size} (must be > 0)")
         if self.train.grad_accum <= 0:
@@ -188,27 +190,24 @@ class Recipe:
             problems.append(f"optim.warmup = {self.optim.warmup} (a fraction in [0, 1])")
         if len(self.optim.betas) != 2:
             problems.append(f"optim.betas = {self.optim.betas} (two numbers)")
-        for key, value in self.pretrain.loss_weights.items():
-            if key not in PRETRAIN_LOSSES:
-                problems.append(f"pretrain.loss_weights.{key}: not a loss (expected one of {', '.join(PRETRAIN_LOSSES)})")
-            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                problems.append(f"pretrain.loss_weights.{key} = {value!r} (a number >= 0)")
         if self.model.config:
-            from lxmert.config import LxmertConfig
-
             known = {f.name for f in dataclasses.fields(LxmertConfig)}
             for key in self.model.config:
                 if key not in known:
                     problems.append(f"model.{key}: not an LxmertConfig field")
-        try:
-            self.adv.to_config()
-        except ValueError as err:
-            problems.append(str(err))
+        check = getattr(self.options, "problems", None)
+        if check is not None:
+            problems.extend(check())
         if problems:
-            raise ValueError(f"{source}: " + "; ".join(problems))
+            raise RecipeError(f"{source}: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data; the task's options under the task's name (as in the TOML files)."""
+        data = {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(getattr(self, f.name))
+                else getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        if self.options is not None:
+            data[self.task] = dataclasses.asdict(self.options)
+        return data
 
     def to_toml_dict(self) -> dict[str, Any]:
         """Layout of the TOML files: LxmertConfig fields sit directly in [model]."""
@@ -226,8 +225,12 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "recipe") -> "Recipe":
-        """Build from the TOML layout (or a saved config.json); errors name `source`."""
+        """Build from the TOML layout (or a saved recipe.json); errors name `source`."""
         data = dict(data)
+        task = data.get("task", "pretrain")
+        if not isinstance(task, str) or task not in task_names():
+            raise RecipeError(f"{source}: task = {task!r} (expected one of {', '.join(task_names())})")
+        options = task_options(task, data.pop(task, {}), source)
         model = dict(data.get("model") or {})
         config = dict(model.pop("config", {}) or {})
         for key in list(model):
@@ -236,16 +239,27 @@ class Recipe:
                 if key in config and config[key] != value:
                     # Both layouts name the field: silently keeping one would drop an
                     # override (e.g. `model.config.X=...` against a TOML's flat `X`).
-                    raise ValueError(
+                    raise RecipeError(
                         f"{source}: model.{key} ({value!r}) and model.config.{key} ({config[key]!r}) are "
                         f"both set; set one (TOML recipes keep LxmertConfig fields directly in [model], "
                         f"so override model.{key}=...)")
                 config[key] = value
         model["config"] = config
         data["model"] = model
-        recipe = _build(cls, data, source, prefix="")
+        recipe = build_section(cls, data, source, prefix="")
+        recipe.options = options
         recipe.validate(source)
         return recipe
+
+
+def task_options(task: str, data: Any, source: str) -> Any:
+    """The `[<task>]` section of a recipe as the task's `options_class` (None if it has none)."""
+    options_class = getattr(get_task(task), "options_class", None)
+    if options_class is None:
+        if data:
+            raise RecipeError(f"{source}: task {task!r} has no [{task}] section (got {sorted(data)})")
+        return None
+    return build_section(options_class, data, source, prefix=f"{task}.")
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -253,42 +267,44 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true/false, got {value!r}")
+            raise RecipeError(f"{where}: expected true/false, got {value!r}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
+            raise RecipeError(f"{where}: expected an integer, got {value!r}")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
+            raise RecipeError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            raise ValueError(f"{where}: expected a string, got {value!r}")
+            raise RecipeError(f"{where}: expected a string, got {value!r}")
         return value
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [value]  # `--set data.train=train` is a one-element list
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
+            raise RecipeError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a table, got {value!r}")
+            raise RecipeError(f"{where}: expected a table, got {value!r}")
         return dict(value)
     raise TypeError(f"{where}: unsupported field type {annotation!r}")  # pragma: no cover
 
 
-def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
+def build_section(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
+    """A recipe section dataclass from plain data: unknown keys and mistyped values are
+    errors naming `source` and the dotted key."""
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: [{prefix.rstrip('.')}] must be a table, got {data!r}")
+        raise RecipeError(f"{source}: [{prefix.rstrip('.')}] must be a table, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(
+        raise RecipeError(
             f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} "
             f"(known in this section: {', '.join(sorted(fields))})"
         )
@@ -296,7 +312,7 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
     for name, value in data.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, source, prefix=f"{prefix}{name}.")
+            kwargs[name] = build_section(hint, value, source, prefix=f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, hint, f"{source}: {prefix}{name}")
     obj = cls.__new__(cls)
@@ -314,11 +330,11 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`"optim.lr=1e-4"` -> (["optim", "lr"], 1e-4); values parse as TOML when they can."""
     if "=" not in text:
-        raise ValueError(f"override {text!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
+        raise RecipeError(f"override {text!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ValueError(f"override {text!r}: empty key")
+        raise RecipeError(f"override {text!r}: empty key")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -335,35 +351,31 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         for part in path[:-1]:
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                raise ValueError(f"override {text!r}: {part} is not a section")
+                raise RecipeError(f"override {text!r}: {part} is not a section")
             node = nxt
         node[path[-1]] = value
     return data
 
 
-def configs_dir() -> Path | None:
-    """The repository's configs/ folder, when running from a checkout (None otherwise)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "configs"
-        if candidate.is_dir() and (parent / "pyproject.toml").is_file():
-            return candidate
-    return None
+def _packaged_recipes() -> Any:
+    return resources.files("lxmert") / "recipes"
 
 
-def _resolve_recipe_path(name: str | os.PathLike) -> Path:
+def recipe_names() -> list[str]:
+    """The recipes shipped with the package (`lxmert recipes`; `--config NAME`)."""
+    return sorted(p.name[: -len(".toml")] for p in _packaged_recipes().iterdir() if p.name.endswith(".toml"))
+
+
+def recipe_path(name: str | os.PathLike) -> Path:
+    """A recipe file: `name` as a path when it is a file, else the packaged recipe `name`."""
     path = Path(name)
     if path.is_file():
         return path
-    folder = configs_dir()
-    if folder is not None:
-        for candidate in (folder / f"{name}", folder / f"{name}.toml"):
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(
-        f"recipe {str(name)!r} not found (give a .toml path"
-        + (f" or one of: {', '.join(sorted(p.stem for p in folder.glob('*.toml')))})" if folder else ")")
-    )
+    stem = str(name)[: -len(".toml")] if str(name).endswith(".toml") else str(name)
+    if stem in recipe_names():
+        return Path(str(_packaged_recipes() / f"{stem}.toml"))
+    raise FileNotFoundError(f"recipe {str(name)!r} not found: not a file, nor one of the packaged recipes "
+                            f"({', '.join(recipe_names())})")
 
 
 def load_recipe(
@@ -371,24 +383,26 @@ def load_recipe(
     overrides: Iterable[str] = (),
     task: str | None = None,
 ) -> Recipe:
-    """Read a recipe (path, or a name from configs/), apply overrides, validate.
+    """Read a recipe (a path, or the name of a packaged recipe), apply overrides, validate.
 
-    `path` may also be a saved run `config.json` (JSON layout). `task`, when given, must
+    `path` may also be a saved `recipe.json` (JSON layout). `task`, when given, must
     agree with the recipe's task (or sets it when the recipe has none).
     """
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        file = _resolve_recipe_path(path)
+        file = recipe_path(path)
         source = str(file)
-        text = file.read_text(encoding="utf-8")
         try:
+            text = file.read_text(encoding="utf-8")
             data = json.loads(text) if file.suffix == ".json" else tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{file}: cannot parse ({err})") from err
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RecipeError(f"{file}: cannot parse ({err})") from err
+        if not isinstance(data, dict):
+            raise RecipeError(f"{file}: expected a table of sections")
     if task is not None:
         if "task" in data and data["task"] != task:
-            raise ValueError(f"{source}: recipe is for task {data['task']!r}, not {task!r}")
+            raise RecipeError(f"{source}: recipe is for task {data['task']!r}, not {task!r}")
         data["task"] = task
     data = apply_overrides(data, overrides)
     return Recipe.from_dict(data, source=source)

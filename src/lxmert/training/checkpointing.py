@@ -2,10 +2,11 @@
 
 Layout of a run directory:
 
-    RUN_DIR/config.json            the resolved recipe
+    RUN_DIR/recipe.json            the resolved recipe
     RUN_DIR/metrics.jsonl          one JSON object per log step / evaluation
     RUN_DIR/checkpoints/step-00000120/
         config.json, model.safetensors     -> `Model.from_pretrained(that_dir)` works
+        recipe.json                        -> `lxmert evaluate --checkpoint that_dir` has its settings
         trainer_state.pt                   optimiser, schedule, scaler, RNG, data position
     RUN_DIR/last                   text file: the name of the newest COMPLETE checkpoint
     RUN_DIR/best/                  fine-tuning: the best-on-validation weights
@@ -17,30 +18,27 @@ naming a complete directory (possibly the previous one), never a half-written on
 
 from __future__ import annotations
 
-import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from lxmert.utils import atomic_write_text
+from lxmert.atomic import atomic_write_text, replace_dir
+from lxmert.checkpoint.files import LAST_NAME, resolve_checkpoint
 
 __all__ = [
     "TrainerState",
-    "capture_rng",
-    "restore_rng",
     "save_checkpoint",
+    "write_model_dir",
     "latest_checkpoint",
     "load_trainer_state",
-    "replace_dir",
     "STATE_NAME",
+    "CKPT_DIR",
 ]
 
 STATE_NAME = "trainer_state.pt"
-LAST_NAME = "last"
 CKPT_DIR = "checkpoints"
 
 
@@ -70,74 +68,35 @@ class TrainerState:
         return cls(**{k: data[k] for k in ("step", "epoch", "batch_in_epoch", "best_metric", "best_step", "extra") if k in data})
 
 
-def capture_rng() -> dict[str, Any]:
-    """All RNG streams as tensors/lists, so `torch.load(weights_only=True)` can read them."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    np_state = np.random.get_state()
-    state["numpy"] = {
-        "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-        "pos": int(np_state[2]),
-        "has_gauss": int(np_state[3]),
-        "cached_gaussian": float(np_state[4]),
-    }
-    version, internal, gauss = random.getstate()
-    state["python"] = {"version": version, "internal": list(internal), "gauss": gauss}
-    return state
+def write_model_dir(final: Path, model: torch.nn.Module, files: dict[str, str],
+                    payload: dict[str, Any] | None = None) -> Path:
+    """Write a complete checkpoint directory at `final`: into a hidden temp directory
+    beside it, renamed into place when complete (replacing an older `final`).
 
-
-def restore_rng(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    npst = state["numpy"]
-    np.random.set_state(
-        ("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["cached_gaussian"])
-    )
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a completed directory into place, replacing an older one of the same name."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
-
-
-def save_checkpoint(
-    run_dir: Path,
-    model: torch.nn.Module,
-    payload: dict[str, Any],
-    step: int,
-    keep_last: int = 2,
-    extra_files: dict[str, str] | None = None,
-) -> Path:
-    """Write checkpoints/step-N atomically, point `last` at it, prune old ones.
-
-    `model` must offer `save_pretrained(dir)`; `payload` (optimiser, scheduler, RNG, state)
-    goes to trainer_state.pt; `extra_files` maps file names to text (e.g. vocab, answers).
+    `model` must offer `save_pretrained(dir)`; `files` maps file names to text (recipe,
+    vocab, eval results); `payload` (optimiser, scheduler, RNG, loop state) goes to
+    trainer_state.pt.
     """
-    root = Path(run_dir) / CKPT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step:08d}"
-    final = root / name
-    tmp = root / f".{name}.tmp"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp)
-    torch.save(payload, tmp / STATE_NAME)
-    for fname, text in (extra_files or {}).items():
+    model.save_pretrained(tmp)  # type: ignore[operator]
+    if payload is not None:
+        torch.save(payload, tmp / STATE_NAME)
+    for fname, text in files.items():
         (tmp / fname).write_text(text, encoding="utf-8")
     replace_dir(tmp, final)
+    return final
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, payload: dict[str, Any], step: int,
+                    keep_last: int = 2, extra_files: dict[str, str] | None = None) -> Path:
+    """Write checkpoints/step-N atomically, point `last` at it, prune old ones."""
+    root = Path(run_dir) / CKPT_DIR
+    name = f"step-{step:08d}"
+    final = write_model_dir(root / name, model, dict(extra_files or {}), payload)
     atomic_write_text(Path(run_dir) / LAST_NAME, f"{CKPT_DIR}/{name}\n")
     if keep_last > 0:
         done = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
@@ -148,14 +107,12 @@ def save_checkpoint(
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint `RUN_DIR/last` names, or None when the run has none yet."""
-    run_dir = Path(run_dir)
-    marker = run_dir / LAST_NAME
+    marker = Path(run_dir) / LAST_NAME
     if not marker.is_file():
         return None
-    rel = marker.read_text(encoding="utf-8").strip()
-    path = run_dir / rel
+    path = resolve_checkpoint(marker)
     if not (path / STATE_NAME).is_file():
-        raise FileNotFoundError(f"{marker} names {rel!r}, but {path / STATE_NAME} is missing")
+        raise FileNotFoundError(f"{marker} names {path}, but {path / STATE_NAME} is missing")
     return path
 
 

@@ -8,32 +8,28 @@ objects; feat (SmoothL1 averaged over dims) by the chosen-object mask.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
+from lxmert.checkpoint.files import StoredCheckpoint
 from lxmert.config import LxmertConfig
 from lxmert.modeling.base import LxmertPreTrainedModel
 from lxmert.modeling.heads import AnswerHead, PreTrainingHeads, VisualObjHead
+from lxmert.modeling.losses import IGNORE_INDEX, cross_entropy_ignoring
 from lxmert.modeling.lxmert import LxmertModel
 from lxmert.modeling.outputs import LxmertForPreTrainingOutput
-
-IGNORE_INDEX = -100
-
-
-def _ce_ignoring(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over non-ignored rows; 0 (with a graph) when every row is ignored.
-
-    `F.cross_entropy` returns NaN for an all-ignored batch, which happens routinely for QA
-    (a batch of captions) and would poison the summed loss.
-    """
-    if bool((labels != IGNORE_INDEX).any()):
-        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-    return logits.sum() * 0.0
+from lxmert.modeling.question_answering import adapt_answer_head
+from lxmert.modeling.registry import register_model
 
 
+@register_model
 class LxmertForPreTraining(LxmertPreTrainedModel):
     def __init__(self, config: LxmertConfig) -> None:
         super().__init__(config)
+        #: names of the QA head's rows (saved as answers.json), when known
+        self.answers: list[str] | None = None
         self.lxmert = LxmertModel(config)
         self.cls = PreTrainingHeads(config)
         if config.task_obj_predict:
@@ -45,6 +41,21 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
 
     def tie_weights(self) -> None:
         self.cls.predictions.decoder.weight = self.lxmert.embeddings.word_embeddings.weight
+
+    @classmethod
+    def from_checkpoint(cls, config: LxmertConfig, state: dict[str, torch.Tensor],
+                        stored: StoredCheckpoint, *, answers: Any = None,
+                        **options: Any) -> tuple["LxmertForPreTraining", dict[str, torch.Tensor]]:
+        """`answers`: the answer list the QA head should have (rows remapped by answer text
+        from the checkpoint's own list); the model keeps its table in `.answers`."""
+        if options:
+            raise TypeError(f"LxmertForPreTraining.from_pretrained() got unexpected options {sorted(options)}")
+        rows = None
+        if config.task_qa:
+            config, state, rows = adapt_answer_head(config, state, stored, answers)
+        model = cls(config)
+        model.answers = rows
+        return model, state
 
     def forward(
         self,
@@ -63,7 +74,6 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
         output_hidden_states: bool = False,
         sparse_mlm: bool = False,
         loss_weights: dict[str, float] | None = None,
-        **unused,
     ) -> LxmertForPreTrainingOutput:
         """`sparse_mlm=True` computes word logits only where `labels != -100` (the
         30522-way decoder is the single largest GEMM of the step, and ~85% of its rows
@@ -87,15 +97,15 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
             chosen = labels != IGNORE_INDEX
             out.prediction_logits = self.cls.predictions(lang[chosen])
             if cfg.task_mask_lm:
-                losses["mlm"] = _ce_ignoring(out.prediction_logits, labels[chosen])
+                losses["mlm"] = cross_entropy_ignoring(out.prediction_logits, labels[chosen])
         else:
             out.prediction_logits = self.cls.predictions(lang)
             if labels is not None and cfg.task_mask_lm:
-                losses["mlm"] = _ce_ignoring(out.prediction_logits.view(-1, cfg.vocab_size), labels.view(-1))
+                losses["mlm"] = cross_entropy_ignoring(out.prediction_logits.view(-1, cfg.vocab_size), labels.view(-1))
 
         out.cross_relationship_score = self.cls.seq_relationship(pooled)
         if matched_label is not None and cfg.task_matched:
-            losses["matched"] = _ce_ignoring(out.cross_relationship_score, matched_label.view(-1))
+            losses["matched"] = cross_entropy_ignoring(out.cross_relationship_score, matched_label.view(-1))
 
         if cfg.task_obj_predict:
             sparse_feat = sparse_mlm and obj_labels is not None and "feat" in obj_labels \
@@ -129,7 +139,7 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
         if cfg.task_qa:
             out.question_answering_score = self.answer_head(pooled)
             if ans is not None:
-                losses["qa"] = _ce_ignoring(out.question_answering_score, ans.view(-1))
+                losses["qa"] = cross_entropy_ignoring(out.question_answering_score, ans.view(-1))
 
         if losses:
             scale = loss_weights or {}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from lxmert.utils import atomic_write_text
+from lxmert.atomic import atomic_write_text
 
 __all__ = ["MetricsWriter", "read_metrics"]
 
@@ -43,6 +43,17 @@ class MetricsWriter:
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
         atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+
+    def has_record(self, split: str, step: int) -> bool:
+        """Whether a line of `split` at `step` was written (e.g. a finished evaluation)."""
+        if not self.path.is_file():
+            return False
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                if record.get("split") == split and record.get("step") == step:
+                    return True
+        return False
 
     def reset(self) -> None:
         if self.enabled and self.path.exists():

@@ -21,23 +21,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
-import os
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from lxmert.checkpoint.files import StoredCheckpoint
 from lxmert.config import LxmertConfig
+from lxmert.errors import CheckpointError
 from lxmert.modeling.base import LxmertPreTrainedModel
 from lxmert.modeling.heads import AnswerHead
+from lxmert.modeling.losses import cross_entropy_ignoring
 from lxmert.modeling.lxmert import LxmertModel
 from lxmert.modeling.outputs import LxmertForNLVR2Output
-from lxmert.tasks.pretraining import _ce_ignoring
+from lxmert.modeling.registry import register_model
 
 __all__ = ["LxmertForClassification", "classification_loss", "CLASSIFICATION_KEY"]
-
-logger = logging.getLogger(__name__)
 
 #: where the label names and the mode live in `LxmertConfig.extra`
 CLASSIFICATION_KEY = "classification"
@@ -51,9 +50,10 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label:
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     if labels.dtype.is_floating_point:
         raise ValueError("single-label classification expects long label ids [B], got floats")
-    return _ce_ignoring(logits, labels.view(-1))
+    return cross_entropy_ignoring(logits, labels.view(-1))
 
 
+@register_model
 class LxmertForClassification(LxmertPreTrainedModel):
     """Encoder + classifier on the pooled output; `labels` names the logits.
 
@@ -107,7 +107,6 @@ class LxmertForClassification(LxmertPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-        **unused: Any,
     ) -> LxmertForNLVR2Output:
         """Returns `logits` [B, n_labels] (and `loss` with `labels`), as `LxmertForNLVR2`."""
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
@@ -124,37 +123,30 @@ class LxmertForClassification(LxmertPreTrainedModel):
         return torch.sigmoid(logits.float()) if self.multi_label else torch.softmax(logits.float(), -1)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, labels: Sequence[str] | None = None,
-                        multi_label: bool | None = None, strict: bool = True,
-                        map_location: str | torch.device = "cpu", **config_overrides: Any
-                        ) -> "LxmertForClassification":
-        """Load a classifier checkpoint, or start one from any encoder checkpoint.
+    def from_checkpoint(cls, config: LxmertConfig, state: dict[str, torch.Tensor], stored: StoredCheckpoint, *,
+                        labels: Sequence[str] | None = None, multi_label: bool | None = None, **options: Any
+                        ) -> tuple["LxmertForClassification", dict[str, torch.Tensor]]:
+        """A classifier checkpoint, or a new classifier on any encoder checkpoint.
 
-        From a pre-trained / QA / NLVR2 checkpoint pass `labels` (and `multi_label`): the
-        encoder is loaded, other heads are ignored, the classifier starts fresh. From a
-        classification checkpoint the labels come from its config; passing different
-        labels is an error (the head's rows would not mean what the names say).
+        From a pre-trained / QA / NLVR2 checkpoint pass `labels` (and `multi_label`, with
+        `strict=False`): the encoder is loaded, other heads are dropped, the classifier
+        starts fresh. From a classification checkpoint the labels come from its config;
+        passing different labels is an error (the head's rows would not mean what the
+        names say).
         """
-        from lxmert.checkpoints import CheckpointError, _load_into, load_canonical
-
-        state, config, _ = load_canonical(path, map_location, "qa", **config_overrides)
-        stored = (config.extra.get(CLASSIFICATION_KEY) or {}).get("labels")
-        has_head = any(k.startswith("classifier.") for k in state)
-        if labels is not None and has_head and stored is not None and list(labels) != list(stored):
-            raise CheckpointError(f"{path}: classifier was trained for labels {stored}, not {list(labels)}")
+        if options:
+            raise TypeError(f"LxmertForClassification.from_pretrained() got unexpected options {sorted(options)}")
+        config = dataclasses.replace(config, extra=copy.deepcopy(config.extra))
+        stored_labels = (config.extra.get(CLASSIFICATION_KEY) or {}).get("labels")
+        has_head = any(k.startswith("classifier.") for k in state) or (stored.int8 and stored_labels is not None)
+        if labels is not None and has_head and stored_labels is not None and list(labels) != list(stored_labels):
+            raise CheckpointError(f"{stored.path}: classifier was trained for labels {stored_labels}, "
+                                  f"not {list(labels)}")
         if labels is not None and not has_head:
             config.extra[CLASSIFICATION_KEY] = {"labels": list(labels), "multi_label": multi_label}
         elif multi_label is not None:
             config.extra.setdefault(CLASSIFICATION_KEY, {})["multi_label"] = multi_label
         if not (config.extra.get(CLASSIFICATION_KEY) or {}).get("labels"):
-            raise CheckpointError(f"{path}: no classifier in this checkpoint; pass labels=[...] to start one")
-        model = cls(config)
-        own = model.state_dict()
-        missing = [k for k in own if k.startswith("lxmert.") and k not in state]
-        if missing and strict:
-            raise CheckpointError(f"{path}: {len(missing)} encoder keys missing, e.g. {missing[:5]}")
-        if not has_head:
-            logger.info("%s: classifier head starts from a fresh init (%d labels)", path, model.num_labels)
-        _load_into(model, state, path, strict=False)
-        model.eval()
-        return model
+            raise CheckpointError(f"{stored.path}: no classifier in this checkpoint; pass labels=[...] "
+                                  f"(and strict=False) to start one")
+        return cls(config), state

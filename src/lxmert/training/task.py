@@ -1,0 +1,342 @@
+"""What a task gives the training loop, evaluation and prediction: the `Task` base classes.
+
+A task (one module `lxmert/tasks/<name>.py`, registered with `@register_task`) says where
+its files are under the data root, which dataset reads them, which model class it trains
+and how to build it (from a checkpoint, with the answer head remapped by answer text, or
+from scratch), the loss of a batch, how to predict, score (the benchmark's official
+metric, `lxmert.evaluation`) and write a test-server file. Everything else - batching over
+DDP ranks, accumulation, precision, the schedule, checkpoints, resume - is the loop's.
+
+Data root layout (the release's, which `lxmert synth` also writes):
+
+    DATA/lxmert/<split>.json   pre-training (mscoco_train, mscoco_minival, vgnococo, ...)
+    DATA/vqa/<split>.json      DATA/gqa/<split>.json      DATA/nlvr2/<split>.json
+    DATA/aokvqa/<split>.json   DATA/vizwiz/<split>.json   DATA/classify/<split>.jsonl
+    DATA/features/store        feature store(s) (`lxmert features import`), see recipe data.features
+    DATA/vocab.txt             optional; the packaged BERT vocab otherwise
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lxmert.config import LxmertConfig
+from lxmert.data import ImageFeatures
+from lxmert.data.collate import Batch, move_to
+from lxmert.data.splits import split_paths
+from lxmert.modeling import LxmertForQuestionAnswering, LxmertPreTrainedModel
+from lxmert.text import AnswerTable, LxmertTokenizer
+from lxmert.training.recipe import Recipe
+
+__all__ = ["Task", "AnswerHeadTask", "Limited", "LossMeter", "Predictions", "find_answer_table", "under_root",
+           "RUNTIME_FIELDS"]
+
+#: Config fields a fine-tuning run may change on a pre-trained checkpoint (the rest is its
+#: architecture, which the checkpoint fixes).
+RUNTIME_FIELDS = frozenset({"hidden_dropout_prob", "attention_probs_dropout_prob", "visual_loss_normalizer",
+                            "task_matched", "task_mask_lm", "task_obj_predict", "task_qa", "visual_obj_loss",
+                            "visual_attr_loss", "visual_feat_loss"})
+_PACKAGED_ANSWERS = ("vqa", "gqa", "pretrain")
+
+
+def under_root(data_dir: Path, rel: str) -> Path:
+    """A recipe path: absolute, or relative to the data root."""
+    path = Path(rel).expanduser()
+    return path if path.is_absolute() else data_dir / path
+
+
+def find_answer_table(recipe: Recipe, data_dir: Path, answer_files: tuple[str, ...],
+                      packaged: str | None) -> AnswerTable | None:
+    """A task's answer table: `model.answers` (a packaged name or a path), else the data
+    root's own table (`answer_files`), else the `packaged` table, else a fine-tuned
+    checkpoint's (`model.init`'s answers.json). None: the task must build one (from its
+    training split)."""
+    spec = recipe.model.answers
+    if spec in _PACKAGED_ANSWERS:
+        return AnswerTable.from_name(spec)
+    if spec:
+        return AnswerTable.from_file(under_root(data_dir, spec))
+    for rel in answer_files:
+        if (data_dir / rel).is_file():
+            return AnswerTable.from_file(data_dir / rel)
+    if packaged is not None:
+        return AnswerTable.from_name(packaged)
+    if recipe.model.init:
+        saved = Path(recipe.model.init) / "answers.json"
+        if saved.is_file():
+            return AnswerTable.from_file(saved)
+    return None
+
+
+class Limited(Dataset):
+    """The first `n` examples of a dataset (keeps `set_epoch`, `collate`, `raw` working)."""
+
+    def __init__(self, dataset: Dataset, n: int) -> None:
+        self.dataset = dataset
+        self.n = min(n, len(dataset)) if n > 0 else len(dataset)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: Any) -> Any:
+        position = index[1] if isinstance(index, tuple) else index
+        if not 0 <= position < self.n:
+            raise IndexError(f"index {position} out of range for {self.n} examples")
+        return self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:  # set_epoch, collate, raw, lengths ... of the full set
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+@dataclass
+class Predictions:
+    """What `Task.predict` returns: predictions keyed by example id, and the mean loss on
+    a labelled split (None otherwise)."""
+
+    by_id: dict[Any, Any]
+    loss: float | None
+
+
+class Task:
+    """Base of every task (see the module docstring). Subclasses set the class attributes
+    and implement `make_dataset`, `loss`, `predict`, `score` and `write_predictions`."""
+
+    #: registry name, set by `register_task`
+    name: ClassVar[str] = ""
+    #: folder of the task's split files under the data root
+    folder: ClassVar[str] = ""
+    #: file suffix of a split
+    split_suffix: ClassVar[str] = ".json"
+    #: the model class fine-tuned for this task
+    model_class: ClassVar[type[LxmertPreTrainedModel]]
+    #: packaged recipe used when none is given (`lxmert recipes` lists them)
+    default_recipe: ClassVar[str] = ""
+    #: key of `validate()` that selects the best checkpoint (higher is better); None = no best/
+    main_metric: ClassVar[str | None] = "accuracy"
+    #: the key of `Batch.meta` that identifies an example
+    id_key: ClassVar[str] = "question_id"
+    #: file suffix of a prediction file
+    prediction_suffix: ClassVar[str] = ".json"
+
+    def __init__(self, recipe: Recipe, data_dir: str | os.PathLike) -> None:
+        self.recipe = recipe
+        self.data_dir = Path(data_dir)
+        if not self.data_dir.is_dir():
+            raise FileNotFoundError(f"data directory {self.data_dir} does not exist")
+        vocab = self.data_dir / "vocab.txt"
+        self.tokenizer = LxmertTokenizer.from_vocab(vocab if vocab.is_file() else None)
+        stores = [under_root(self.data_dir, s) for s in recipe.data.features]
+        for store in stores:
+            if not store.exists():
+                raise FileNotFoundError(
+                    f"feature store {store} does not exist (recipe data.features); build it with "
+                    f"`lxmert features import` or `lxmert synth --store`")
+        # Box slots = the store's capacity (36 for the release's features; fewer for small worlds).
+        self.images = ImageFeatures(stores, max_boxes=None)
+        self._train: Dataset | None = None
+        self._valid: Dataset | None = None
+
+    # data ----------------------------------------------------------------------------
+    def split_files(self, splits: list[str] | str) -> list[Path]:
+        """The files of named splits of this task (`lxmert.data.splits`)."""
+        return split_paths(self.data_dir / self.folder, splits, suffix=self.split_suffix, data_root=self.data_dir,
+                           what=f"{self.name} split")
+
+    def make_dataset(self, splits: list[str] | str, train: bool) -> Dataset:
+        raise NotImplementedError
+
+    def train_dataset(self) -> Dataset:
+        if self._train is None:
+            self._train = Limited(self.make_dataset(self.recipe.data.train, True), self.recipe.data.train_limit)
+        return self._train
+
+    def valid_dataset(self) -> Dataset | None:
+        if self._valid is None and self.recipe.data.valid:
+            self._valid = Limited(self.make_dataset(self.recipe.data.valid, False), self.recipe.data.valid_limit)
+        return self._valid
+
+    def collate(self, items: list[Any]) -> Batch:
+        return self.train_dataset().collate(items)  # type: ignore[attr-defined]
+
+    def eval_batches(self, dataset: Dataset, device: torch.device) -> Iterator[Batch]:
+        """`dataset` in order, in batches of `data.eval_batch_size` (default: the training
+        batch), on `device`."""
+        size = self.recipe.data.eval_batch_size or self.recipe.train.batch_size
+        loader = DataLoader(dataset, batch_size=size, shuffle=False, collate_fn=dataset.collate,  # type: ignore[attr-defined]
+                            num_workers=self.recipe.data.num_workers)
+        for batch in loader:
+            yield move_to(batch, device, non_blocking=True)
+
+    # model ---------------------------------------------------------------------------
+    def scratch_config(self, **extra: Any) -> LxmertConfig:
+        """LxmertConfig from the recipe's [model] fields, sized to this data."""
+        values = dict(vocab_size=self.tokenizer.vocab_size, visual_feat_dim=self.images.feat_dim)
+        values.update(self.recipe.model.config)
+        values.update(extra)
+        return LxmertConfig(**values)
+
+    def runtime_overrides(self) -> dict[str, Any]:
+        """The recipe's [model] fields that may change a checkpoint's config (dropouts, ...)."""
+        return {k: v for k, v in self.recipe.model.config.items() if k in RUNTIME_FIELDS}
+
+    def model_options(self) -> dict[str, Any]:
+        """Keyword arguments of `model_class.from_pretrained` / the constructor that this
+        task's data decides (e.g. `answers=` for QA heads)."""
+        return {}
+
+    def build_model(self) -> nn.Module:
+        """The model to train: from `model.init` (its encoder; a head of another task or
+        answer table is adapted or started fresh), else from scratch."""
+        options = self.model_options()
+        if self.recipe.model.init:
+            return self.model_class.from_pretrained(self.recipe.model.init, strict=False,
+                                                    **self.runtime_overrides(), **options)
+        return self.model_class(self.scratch_config(**self.scratch_extra()), **options)
+
+    def scratch_extra(self) -> dict[str, Any]:
+        """Config fields a from-scratch model takes from this task (e.g. num_qa_labels)."""
+        return {}
+
+    def load_model(self, checkpoint: str | os.PathLike) -> nn.Module:
+        """A trained model of this task for evaluation / prediction: its own head, loaded
+        strictly (a checkpoint of another task is an error, not a random head)."""
+        return self.model_class.from_pretrained(checkpoint)
+
+    def checkpoint_files(self) -> dict[str, str]:
+        """Extra files saved with every checkpoint (a data root's own vocab.txt)."""
+        vocab = self.data_dir / "vocab.txt"
+        return {"vocab.txt": vocab.read_text(encoding="utf-8")} if vocab.is_file() else {}
+
+    def ddp_find_unused_parameters(self) -> bool:
+        """Whether some parameters get no gradient (DDP must then look for them each step).
+
+        True for heads that read only the pooled language vector (QA, NLVR2, classification):
+        the object branch of the last cross-modality layer then feeds no loss."""
+        return True
+
+    # training and evaluation ------------------------------------------------------------
+    def loss(self, model: nn.Module, inputs: dict[str, Any], epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of one batch (and named parts to log)."""
+        out = model(**inputs)
+        return out.loss, {}
+
+    def predict(self, model: nn.Module, dataset: Dataset, device: torch.device) -> Predictions:
+        raise NotImplementedError
+
+    def score(self, predictions: dict[Any, Any], dataset: Dataset) -> dict[str, float]:
+        raise NotImplementedError
+
+    def write_predictions(self, path: str | os.PathLike, predictions: dict[Any, Any]) -> Path:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Validation metrics: the task's official metric on its predictions, plus the loss."""
+        valid = self.valid_dataset()
+        if valid is None:
+            return {}
+        predictions = self.predict(model, valid, device)
+        out = self.score(predictions.by_id, valid)
+        if predictions.loss is not None:
+            out["loss"] = predictions.loss
+        return out
+
+    def outputs(self, model: nn.Module, dataset: Dataset, device: torch.device,
+                loss: "LossMeter | None" = None) -> Iterator[tuple[Batch, Any]]:
+        """(batch, model output) over `dataset` in order; `loss` accumulates the mean loss."""
+        for batch in self.eval_batches(dataset, device):
+            out = model(**batch.inputs)
+            if loss is not None:
+                loss.add(out, batch.size)
+            yield batch, out
+
+
+class LossMeter:
+    """Mean of a model output's `loss` over the examples of several batches."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, output: Any, size: int) -> None:
+        if getattr(output, "loss", None) is not None:
+            self.total += float(output.loss) * size
+            self.count += size
+
+    @property
+    def mean(self) -> float | None:
+        """None when no batch carried labels (an unlabelled split)."""
+        return self.total / self.count if self.count else None
+
+
+class AnswerHeadTask(Task):
+    """Tasks answered by the QA head over an answer table (VQA, GQA, A-OKVQA, VizWiz)."""
+
+    model_class = LxmertForQuestionAnswering
+    #: the data root's own answer table(s), first found wins (relative to the data root)
+    answer_files: ClassVar[tuple[str, ...]] = ()
+    #: packaged table used when the data root has none (None: build one from the train split)
+    packaged_answers: ClassVar[str | None] = None
+
+    def __init__(self, recipe: Recipe, data_dir: str | os.PathLike) -> None:
+        super().__init__(recipe, data_dir)
+        self.answers = self.answer_table()
+
+    def answer_table(self) -> AnswerTable:
+        table = find_answer_table(self.recipe, self.data_dir, self.answer_files, self.packaged_answers)
+        return table if table is not None else self.build_answer_table(self.split_files(self.recipe.data.train))
+
+    def build_answer_table(self, files: list[Path]) -> AnswerTable:
+        raise NotImplementedError(f"{self.name}: no answer table given (model.answers) and none to build")
+
+    def model_options(self) -> dict[str, Any]:
+        return {"answers": self.answers.answers}
+
+    def scratch_extra(self) -> dict[str, Any]:
+        return {"num_qa_labels": len(self.answers)}
+
+    def load_model(self, checkpoint: str | os.PathLike) -> nn.Module:
+        """The fine-tuned model with its own head; scores use the table the head was trained
+        on (its answers.json), so the targets are built from that table too."""
+        model = self.model_class.from_pretrained(checkpoint)
+        own = getattr(model, "answers", None)
+        if own is None:
+            if model.config.num_qa_labels != len(self.answers):
+                raise ValueError(
+                    f"{checkpoint}: its QA head has {model.config.num_qa_labels} answers, names none "
+                    f"(no answers.json), and the recipe's table has {len(self.answers)}; pass "
+                    f"model.answers=FILE with the table it was trained on")
+            model.answers = list(self.answers.answers)
+        elif list(own) != list(self.answers.answers):
+            self.answers = AnswerTable(list(own))
+        return model
+
+    def answer_scores(self, model: nn.Module, dataset: Dataset, device: torch.device
+                      ) -> tuple[list[Any], torch.Tensor, float | None]:
+        """(example ids, answer-head logits [N, A] on the CPU in float32, mean loss or None)."""
+        ids: list[Any] = []
+        chunks: list[torch.Tensor] = []
+        loss = LossMeter()
+        for batch, out in self.outputs(model, dataset, device, loss):
+            ids.extend(batch.meta[self.id_key])
+            chunks.append(out.question_answering_score.float().cpu())
+        return ids, torch.cat(chunks), loss.mean
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, dataset: Dataset, device: torch.device) -> Predictions:
+        """{question_id: answer} (argmax of the head) and the mean loss when labelled."""
+        answers = getattr(model, "answers", None) or self.answers.answers
+        by_id: dict[Any, str] = {}
+        loss = LossMeter()
+        for batch, out in self.outputs(model, dataset, device, loss):
+            for qid, k in zip(batch.meta[self.id_key], out.question_answering_score.argmax(-1).tolist()):
+                by_id[qid] = answers[k]
+        return Predictions(by_id, loss.mean)
