@@ -17,7 +17,7 @@ def test_plot_writes_pngs(tmp_path):
     w.write({"split": "valid", "step": 5, "loss": 1.5, "accuracy": 0.6, "mlm_accuracy": 0.2})
     w.write({"split": "train", "step": 6, "loss": float("nan")})
     assert main(["plot", str(tmp_path)]) == 0
-    for name in ("loss.png", "metrics.png"):
+    for name in ("loss.png", "metrics.png", "training.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     records = list(read_metrics(tmp_path))

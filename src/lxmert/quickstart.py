@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from lxmert.atomic import atomic_write_text
 
-__all__ = ["QuickstartOptions", "quickstart"]
+__all__ = ["QuickstartOptions", "quickstart", "shown_percent", "shown_gain", "comparison_figure", "report_markdown"]
 
 TASKS = ("vqa", "gqa", "nlvr2")
 
@@ -164,7 +164,7 @@ def quickstart(out_dir: str | os.PathLike, options: QuickstartOptions | None = N
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "report-details.json", json.dumps(details, indent=2, default=str) + "\n")
     _plots(out, report, opts, log)
-    atomic_write_text(out / "report.md", _markdown(report, details, opts))
+    atomic_write_text(out / "report.md", report_markdown(report, details, opts))
     log(f"done in {timings['total'] / 60:.1f} min: {out / 'report.md'}")
     return report
 
@@ -182,16 +182,57 @@ def _short(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys) or "-"
 
 
+def shown_percent(fraction: float) -> float:
+    """A held-out accuracy (a fraction) as the report shows it: percent, one decimal."""
+    return round(100.0 * float(fraction), 1)
+
+
+def shown_gain(scratch: float, pretrained: float) -> float:
+    """The gain of pre-training in points, from the two percentages as shown (one decimal
+    each), so that the table's columns subtract exactly to its gain column: 47.0 - 22.3
+    is +24.7 even when the unrounded accuracies differ by 24.79."""
+    return round(shown_percent(pretrained) - shown_percent(scratch), 1)
+
+
+def comparison_figure(report: dict[str, dict[str, float]]) -> Any:
+    """The bar chart of `comparison.png`: held-out accuracy in percent per task, from
+    scratch beside pre-trained, each bar labelled with its value, the gain under the task
+    name, the legend outside the axes (it never covers a bar)."""
+    from matplotlib.figure import Figure
+
+    tasks = list(report)
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    width = 0.38
+    for k, (variant, label, colour) in enumerate((("scratch", "from scratch", "#bbbbbb"),
+                                                  ("pretrained", "pre-trained", "#3b75af"))):
+        xs = [i + (k - 0.5) * width for i in range(len(tasks))]
+        ys = [shown_percent(report[t][variant]) if variant in report[t] else float("nan") for t in tasks]
+        bars = ax.bar(xs, ys, width, label=label, color=colour)
+        ax.bar_label(bars, labels=[f"{y:.1f}" for y in ys], padding=2, fontsize=8)
+    ticks = []
+    for t in tasks:
+        row = report[t]
+        gain = (f"\n{shown_gain(row['scratch'], row['pretrained']):+.1f} points"
+                if {"scratch", "pretrained"} <= set(row) else "")
+        ticks.append(f"{t.upper()}{gain}")
+    ax.set_xticks(range(len(tasks)), ticks, fontsize=9)
+    ax.set_ylim(0, 108)  # room for the labels of bars at 100%
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title("Pre-trained vs. from scratch, held-out test images (generated world)", fontsize=10)
+    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+    return fig
+
+
 def _plots(out: Path, report: dict[str, dict[str, float]], opts: QuickstartOptions,
            log: Callable[[str], None]) -> None:
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
     except ImportError:  # the viz extra is optional
         log("matplotlib not installed: no plots (pip install 'lxmert[viz]')")
         return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from lxmert.atomic import atomic_open
     from lxmert.viz.curves import plot_run
 
@@ -201,26 +242,14 @@ def _plots(out: Path, report: dict[str, dict[str, float]], opts: QuickstartOptio
     for task in report:
         for variant in report[task]:
             plot_run(out / task / variant)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    tasks = list(report)
-    width = 0.38
-    for k, (variant, colour) in enumerate((("scratch", "#bbbbbb"), ("pretrained", "#3b75af"))):
-        xs = [i + (k - 0.5) * width for i in range(len(tasks))]
-        ys = [report[t].get(variant, 0.0) for t in tasks]
-        ax.bar(xs, ys, width, label=variant, color=colour)
-        for x, y in zip(xs, ys):
-            ax.text(x, y + 0.01, f"{100 * y:.1f}", ha="center", fontsize=8)
-    ax.set_xticks(range(len(tasks)), [t.upper() for t in tasks])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("held-out accuracy")
-    ax.set_title("Pre-training helps (generated world)")
-    ax.legend(loc="lower right", fontsize=8)
+    fig = comparison_figure(report)
     with atomic_open(out / "comparison.png", "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+        fig.savefig(handle, format="png", dpi=110)
 
 
-def _markdown(report: dict[str, dict[str, float]], details: dict[str, Any], opts: QuickstartOptions) -> str:
+def report_markdown(report: dict[str, dict[str, float]], details: dict[str, Any], opts: QuickstartOptions) -> str:
+    """report.md: the table of held-out accuracies (percent, one decimal; the gain from
+    `shown_gain`, as in the README), the pre-training validation and the timings."""
     lines = [
         "# LXMERT quickstart: pre-training vs. from scratch",
         "",
@@ -234,7 +263,8 @@ def _markdown(report: dict[str, dict[str, float]], details: dict[str, Any], opts
     names = {"vqa": "VQA accuracy (official)", "gqa": "GQA exact match", "nlvr2": "NLVR2 accuracy"}
     for task, row in report.items():
         s, p = row.get("scratch", float("nan")), row.get("pretrained", float("nan"))
-        lines.append(f"| {task.upper()} | {names[task]} | {100 * s:.1f} | {100 * p:.1f} | {100 * (p - s):+.1f} |")
+        lines.append(f"| {task.upper()} | {names[task]} | {shown_percent(s):.1f} | {shown_percent(p):.1f} "
+                     f"| {shown_gain(s, p):+.1f} |")
     pre = details.get("pretrain", {}).get("valid", {})
     ground = details.get("pretrain-ground", {}).get("valid")
     stage1 = f"Pre-training stage 1 (matching on region descriptions) validation: {_short(ground)}. " if ground else ""

@@ -49,14 +49,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lxmert.features.store import FeatureStore
-    from lxmert.checkpoints import load_any as load_checkpoint
+    from lxmert.modeling import LxmertPreTrainedModel
     from lxmert.text import LxmertTokenizer
     from lxmert.viz.attention import compute_attention, parse_index_list, plot_attention
 
     ckpt = Path(args.checkpoint)
     vocab = args.vocab or (str(ckpt) if (ckpt / "vocab.txt").is_file() else None)
     tokenizer = LxmertTokenizer.from_vocab(vocab)
-    model = load_checkpoint(ckpt)
+    model = LxmertPreTrainedModel.from_pretrained(ckpt)
     record = FeatureStore.open(args.features, max_boxes=args.max_boxes).get(args.image)
     heads = args.heads if args.heads in ("mean", "all") else parse_index_list(args.heads)
     maps = compute_attention(model, tokenizer, args.text, record, max_length=args.max_length,

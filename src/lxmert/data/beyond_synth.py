@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from lxmert.utils import atomic_write_text
+from lxmert.atomic import atomic_write_text
 
 __all__ = ["derive_beyond_tasks"]
 

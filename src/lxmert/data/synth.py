@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from lxmert.utils import atomic_write_text
+from lxmert.atomic import atomic_write_text
 
 __all__ = [
     "SynthConfig",

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from lxmert.utils import atomic_write_text
+from lxmert.atomic import atomic_write_text
 
 __all__ = ["DetectorConfig"]
 

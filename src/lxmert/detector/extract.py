@@ -256,7 +256,7 @@ def extract_to_tsv(
     from tqdm.auto import tqdm
 
     from lxmert.features.tsv import encode_row
-    from lxmert.utils import atomic_write_text
+    from lxmert.atomic import atomic_write_text
 
     tsv = os.fspath(tsv_path)
     partial, meta_path, metrics_path = tsv + ".partial", tsv + ".extraction.json", tsv + ".metrics.jsonl"

@@ -63,7 +63,7 @@ from lxmert.features.tsv import (
     split_header,
     write_tsv,
 )
-from lxmert.utils import atomic_write_text
+from lxmert.atomic import atomic_write_text
 
 __all__ = [
     "FORMAT_NAME",

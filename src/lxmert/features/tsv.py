@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from lxmert.utils import atomic_open
+from lxmert.atomic import atomic_open
 
 __all__ = [
     "FIELDNAMES",

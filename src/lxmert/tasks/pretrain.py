@@ -165,7 +165,6 @@ class PretrainTask(Task):
             counts[key] = counts.get(key, 0.0) + n
 
         p = self.options
-        weights = p.loss_weights or None
         batches = 0
         for batch in self.eval_batches(valid, device):
             batches += 1
@@ -173,9 +172,6 @@ class PretrainTask(Task):
             out = model(**self.targets(inputs, None), sparse_mlm=True)
             b = batch.size
             add("loss", float(out.loss) * b, b)
-            if weights:  # the quantity training minimises, comparable with the train loss
-                weighted = sum(float(v) * float(weights.get(k, 1.0)) for k, v in (out.losses or {}).items())
-                add("weighted_loss", weighted * b, b)
             for k, v in (out.losses or {}).items():
                 add(f"{k}_loss", float(v) * b, b)
             labels = inputs["labels"]

@@ -30,9 +30,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from lxmert.utils import atomic_open
+from lxmert.atomic import atomic_open
 
-__all__ = ["AttentionMaps", "compute_attention", "plot_attention", "object_labels", "KINDS", "parse_index_list"]
+__all__ = ["AttentionMaps", "compute_attention", "plot_attention", "boxes_figure", "map_figure", "object_labels",
+           "KINDS", "parse_index_list"]
 
 KINDS = ("lang", "obj", "lang2obj", "obj2lang")
 _OUTPUT_FIELDS = {
@@ -215,9 +216,9 @@ def _canvas(ax: Any, maps: AttentionMaps, image: Any, weights: np.ndarray | None
     ax.set_yticks([])
     if maps.boxes is None:
         return
-    import matplotlib.pyplot as plt
+    import matplotlib
 
-    cmap = plt.get_cmap("Reds")
+    cmap = matplotlib.colormaps["Reds"]
     n = len(maps.boxes)
     strength = None
     if weights is not None and n:
@@ -228,6 +229,7 @@ def _canvas(ax: Any, maps: AttentionMaps, image: Any, weights: np.ndarray | None
         ax.set_title(f"{title}\n(colour: min {lo:.3f} .. max {hi:.3f})", fontsize=9)
     order = np.argsort(strength, kind="stable") if strength is not None else np.arange(n)
     top = set(order[-5:].tolist()) if strength is not None else set(range(n))
+    labels: list[tuple[int, float, float]] = []
     for i in order:  # strongest drawn last (on top)
         x1, y1, x2, y2 = (float(v) for v in maps.boxes[i])
         if strength is None:
@@ -240,10 +242,24 @@ def _canvas(ax: Any, maps: AttentionMaps, image: Any, weights: np.ndarray | None
                                            alpha=0.04 + 0.3 * s ** 2, edgecolor="none"))
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
                                            linewidth=0.4 + 2.6 * s, alpha=0.25 + 0.75 * s))
+        # Every box is labelled exactly once: all of them on the plain canvas, only the five
+        # strongest on a crowded weighted one.
         if i in top or n <= 12:
-            text = maps.objects[i] + (f" {weights[i]:.3f}" if weights is not None else "")
-            ax.text(x1 + 1, y1 + 1, text, fontsize=6, va="top", ha="left", color="black",
-                    bbox={"facecolor": "white", "alpha": 0.75, "pad": 0.6, "edgecolor": "none"})
+            labels.append((i, x1 + 1, y1 + 1) if x1 < 0.7 * w else (i, x2 - 1, y1 + 1))
+    # Labels after all boxes (no edge crosses a label), nudged down where two boxes share a
+    # corner so that one label does not hide the other.
+    fontsize = 6 if n <= 12 else 5
+    line = h * fontsize / 170  # about one text line at the canvas' usual size
+    placed: list[tuple[float, float]] = []
+    for i, x, y in labels:
+        while any(abs(x - px) < 0.18 * w and abs(y - py) < line for px, py in placed):
+            y += line
+        placed.append((x, y))
+        text = maps.objects[i] + (f" {weights[i]:.3f}" if weights is not None else "")
+        ax.text(x, y, text, fontsize=fontsize, va="top", ha="left" if x < 0.7 * w else "right",
+                color="black", zorder=5,
+                bbox={"facecolor": "white", "alpha": 0.75, "pad": 0.6, "edgecolor": "none"},
+                gid=f"box-label:{i}")
 
 
 def _heatmap(ax: Any, matrix: np.ndarray, rows: list[str], cols: list[str], title: str, fig: Any) -> None:
@@ -259,6 +275,57 @@ def _heatmap(ax: Any, matrix: np.ndarray, rows: list[str], cols: list[str], titl
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
 
 
+def boxes_figure(maps: AttentionMaps, image: Any = None) -> Any:
+    """The figure of `boxes.png`: every box on the image (or a blank canvas of its size),
+    each with its label once."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 6))
+    _canvas(fig.subplots(), maps, _as_image(image), None, f"{maps.image_id}: {len(maps.objects)} boxes")
+    return fig
+
+
+_NAMES = {"lang": "language self-attention", "obj": "object self-attention",
+          "lang2obj": "cross-attention words -> objects", "obj2lang": "cross-attention objects -> words"}
+
+
+def map_figure(maps: AttentionMaps, kind: str, layer: int, head: int | str = "mean", *, image: Any = None,
+               query_token: int = 0) -> Any:
+    """The figure of one `{kind}_layer{layer}_{head}.png`: the heat map and, for maps that
+    involve objects, the boxes weighted by the attention they send or receive.
+    `layer` and `head` are non-negative indices (`head="mean"`: averaged over heads)."""
+    from matplotlib.figure import Figure
+
+    arr = maps.maps[kind]
+    m = arr[layer].mean(0) if head == "mean" else arr[layer, head]
+    rows = maps.tokens if kind in ("lang", "lang2obj") else maps.objects
+    cols = maps.tokens if kind in ("lang", "obj2lang") else maps.objects
+    title = f"{_NAMES[kind]}, layer {layer}, {'mean of heads' if head == 'mean' else f'head {head}'}"
+    with_canvas = kind != "lang"
+    fig = Figure(figsize=(13, 6) if with_canvas else (7, 6))
+    axes = np.atleast_1d(fig.subplots(1, 2 if with_canvas else 1,
+                                      gridspec_kw={"width_ratios": [1.2, 1]} if with_canvas else None))
+    _heatmap(axes[0], m, rows, cols, title, fig)
+    if with_canvas:
+        if kind == "lang2obj":
+            weights, sub = m[query_token], f"attention from {maps.tokens[query_token]!r}"
+        elif kind == "obj2lang":
+            weights, sub = m[:, query_token], f"attention each object pays to {maps.tokens[query_token]!r}"
+        else:
+            weights, sub = m.sum(0), "attention received (summed over objects)"
+        _canvas(axes[1], maps, _as_image(image), weights, sub)
+    fig.suptitle(f'"{maps.text}"', fontsize=10)
+    return fig
+
+
+def _as_image(image: Any) -> Any:
+    if isinstance(image, (str, os.PathLike)):
+        from PIL import Image
+
+        return np.asarray(Image.open(image).convert("RGB"))
+    return image
+
+
 def plot_attention(maps: AttentionMaps, out_dir: str | os.PathLike, *, kinds: Sequence[str] = KINDS,
                    layers: Sequence[int] | None = None, heads: Sequence[int] | str | None = "mean",
                    image: Any = None, query_token: int = 0) -> list[Path]:
@@ -270,35 +337,15 @@ def plot_attention(maps: AttentionMaps, out_dir: str | os.PathLike, *, kinds: Se
     (H, W, 3) or a path to draw the boxes on. `query_token`: the token whose attention to
     objects colours the boxes in `lang2obj` plots (0 = [CLS]).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ValueError(f"unknown attention kinds {bad} (known: {', '.join(KINDS)})")
-    if isinstance(image, (str, os.PathLike)):
-        from PIL import Image
-
-        image = np.asarray(Image.open(image).convert("RGB"))
+    image = _as_image(image)
     if not 0 <= query_token < len(maps.tokens):
         raise ValueError(f"query token {query_token} out of range ({len(maps.tokens)} tokens)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-
-    fig, ax = plt.subplots(figsize=(6, 6))
-    _canvas(ax, maps, image, None, f"{maps.image_id}: {len(maps.objects)} boxes")
-    for i, (x1, y1, _, _) in enumerate(maps.boxes if maps.boxes is not None else []):
-        if len(maps.objects) > 12:
-            ax.text(x1 + 1, y1 + 1, maps.objects[i], fontsize=5, va="top",
-                    bbox={"facecolor": "white", "alpha": 0.6, "pad": 0.4, "edgecolor": "none"})
-    written.append(_save(fig, out_dir / "boxes.png"))
-    plt.close(fig)
-
-    names = {"lang": "language self-attention", "obj": "object self-attention",
-             "lang2obj": "cross-attention words -> objects", "obj2lang": "cross-attention objects -> words"}
+    written = [_save(boxes_figure(maps, image), out_dir / "boxes.png")]
     for kind in kinds:
         arr = maps.maps[kind]
         n_layers, n_heads = arr.shape[0], arr.shape[1]
@@ -308,28 +355,9 @@ def plot_attention(maps: AttentionMaps, out_dir: str | os.PathLike, *, kinds: Se
             head_sel = list(range(n_heads))
         else:
             head_sel = _resolve(list(heads), n_heads, "head")  # type: ignore[arg-type]
-        rows = maps.tokens if kind in ("lang", "lang2obj") else maps.objects
-        cols = maps.tokens if kind in ("lang", "obj2lang") else maps.objects
         for layer in _resolve(layers, n_layers, f"{kind} layer"):
             for head in head_sel:
-                m = arr[layer].mean(0) if head == "mean" else arr[layer, head]
                 tag = "mean" if head == "mean" else f"h{head}"
-                title = f"{names[kind]}, layer {layer}, {'mean of heads' if head == 'mean' else f'head {head}'}"
-                with_canvas = kind != "lang"
-                fig, axes = plt.subplots(1, 2 if with_canvas else 1,
-                                         figsize=(13, 6) if with_canvas else (7, 6),
-                                         gridspec_kw={"width_ratios": [1.2, 1]} if with_canvas else None)
-                axes = np.atleast_1d(axes)
-                _heatmap(axes[0], m, rows, cols, title, fig)
-                if with_canvas:
-                    if kind == "lang2obj":
-                        weights, sub = m[query_token], f"attention from {maps.tokens[query_token]!r}"
-                    elif kind == "obj2lang":
-                        weights, sub = m[:, query_token], f"attention each object pays to {maps.tokens[query_token]!r}"
-                    else:
-                        weights, sub = m.sum(0), "attention received (summed over objects)"
-                    _canvas(axes[1], maps, image, weights, sub)
-                fig.suptitle(f'"{maps.text}"', fontsize=10)
+                fig = map_figure(maps, kind, layer, head, image=image, query_token=query_token)
                 written.append(_save(fig, out_dir / f"{kind}_layer{layer}_{tag}.png"))
-                plt.close(fig)
     return written
