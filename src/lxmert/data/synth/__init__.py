@@ -10,6 +10,7 @@
     OUT/vqa/{train,minival,test}.json          + trainval_{ans2label,label2ans}.json
     OUT/gqa/{train,valid,testdev}.json         + trainval_{ans2label,label2ans}.json
     OUT/nlvr2/{train,valid,test}.json
+    OUT/retrieval/dataset_world.json           the captions as a Karpathy split (`lxmert.data.karpathy`)
     OUT/vocab.txt                              BERT uncased vocab (every word of the world is in it)
 
 so that every loader of the package runs exactly as it would on the real data.

@@ -18,7 +18,7 @@ from lxmert.data.synth.config import SynthConfig
 from lxmert.data.synth.scenes import Scene, generate_scene
 
 __all__ = [
-    "SPLITS", "SPLIT_FILES", "image_id", "parse_image_id", "scene_of",
+    "SPLITS", "SPLIT_FILES", "PICTURES_DIR", "RETRIEVAL_FILE", "image_id", "parse_image_id", "scene_of",
     "scene_for_id", "read_world_config", "world_scene",
 ]
 
@@ -30,6 +30,10 @@ SPLIT_FILES: dict[str, tuple[str, str, str, str | None]] = {
     "val": ("minival", "valid", "valid", "mscoco_minival"),
     "test": ("test", "testdev", "test", None),
 }
+#: the folder of a world's pictures: PICTURES_DIR/<img_id>.png
+PICTURES_DIR = "images"
+#: the Karpathy-split caption file (`lxmert.data.karpathy` reads it)
+RETRIEVAL_FILE = "retrieval/dataset_world.json"
 
 _ID = re.compile(r"synth_(train|val|test)_(\d{6,})")
 

@@ -21,12 +21,13 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from lxmert.data.karpathy import dataset_json, image_entry
 from lxmert.data.synth.config import SynthConfig
 from lxmert.data.synth.detector import FeatureFunction, detector_record
 from lxmert.data.synth.language import (GQA_ANSWERS, GQA_TEMPLATES, VQA_ANSWERS, VQA_TEMPLATES, AnswerBalancer,
                                         annotate, answer_space, ask, caption, distinct_sentences,
                                         region_description, vqa_soft_label)
-from lxmert.data.synth.layout import SPLIT_FILES, scene_of
+from lxmert.data.synth.layout import PICTURES_DIR, RETRIEVAL_FILE, SPLIT_FILES, scene_of
 from lxmert.data.synth.nlvr2 import nlvr2_pairs
 from lxmert.data.synth.scenes import Scene
 from lxmert.features.store import build_store as build_feature_store
@@ -91,6 +92,7 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None, *,
     gqa_index = 0
     vqa_all: dict[str, list[dict]] = {}
     gqa_all: dict[str, list[dict]] = {}
+    captions_of: dict[str, list[str]] = {}
     for split, scene_list in scenes.items():
         vqa_name, gqa_name, nlvr2_name, pretrain_name = SPLIT_FILES[split]
         vqa_entries: list[dict] = []
@@ -100,6 +102,7 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None, *,
         for i, scene in enumerate(scene_list):
             rng = random.Random(f"text:{cfg.seed}:{split}:{i}")
             captions = distinct_sentences(caption, scene, rng, cfg.captions_per_image)
+            captions_of[scene.img_id] = captions
             regions = distinct_sentences(region_description, scene, rng, cfg.vg_per_image)
             vqa_here = []
             for _ in range(cfg.vqa_per_image):
@@ -167,6 +170,8 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None, *,
             dsets[a].append(name)
     _write_json(out / "lxmert" / "all_ans.json", [{"ans": a, "dsets": dsets[a]} for a in sorted(dsets)], summary, out)
 
+    _write_retrieval(out, scenes, captions_of, summary)
+
     from lxmert.text import packaged_vocab_path  # lxmert.text imports torch: only load it here
 
     (out).mkdir(parents=True, exist_ok=True)
@@ -188,4 +193,25 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None, *,
 def _write_json(path: Path, data: Any, summary: WorldSummary, root: Path) -> None:
     atomic_write_text(path, json.dumps(data, separators=(",", ":")) + "\n")
     summary.files[str(path.relative_to(root))] = len(data)
+
+
+def _write_retrieval(out: Path, scenes: dict[str, list[Scene]], captions_of: dict[str, list[str]],
+                     summary: WorldSummary) -> None:
+    """The captions as a Karpathy-split file: the world's splits, `filename` = <img_id>.png.
+
+    The captions are exactly the pre-training "mscoco" captions of train and val images
+    (test images' captions appear nowhere else), `filepath` names the folder of the
+    pictures where a world has them.
+    """
+    images = []
+    sentid = 0
+    for split, scene_list in scenes.items():
+        for scene in scene_list:
+            captions = captions_of[scene.img_id]
+            images.append(image_entry(f"{scene.img_id}.png", len(images), split, captions, sentid,
+                                      filepath=PICTURES_DIR))
+            sentid += len(captions)
+    path = out / RETRIEVAL_FILE
+    atomic_write_text(path, json.dumps(dataset_json("world", images), separators=(",", ":")) + "\n")
+    summary.files[RETRIEVAL_FILE] = len(images)
 
