@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lxmert.data.synth import SynthConfig, generate_world, world_scene
+from lxmert.data.synth import SynthConfig, generate_world, render_world_image
 
 CONFIGS = {
     "dense": dict(images=12, seed=5, feat_dim=4, num_boxes=20, max_objects=4, val_fraction=0.25,
@@ -95,10 +95,10 @@ def test_world_files_are_pinned(tmp_path: Path, name: str):
 
 def test_generation_draws_nothing_from_the_global_generators(tmp_path: Path):
     """Every draw comes from an explicit generator: the process-wide `random` and numpy
-    states are untouched by generating a world and rebuilding a scene."""
+    states are untouched by generating (with pictures) and rendering."""
     before = random.getstate(), np.random.get_state()
-    generate_world(tmp_path / "w", SynthConfig(**CONFIGS["dense"]), progress=False)
-    world_scene(tmp_path / "w", "synth_train_000000")
+    generate_world(tmp_path / "w", SynthConfig(**CONFIGS["dense"], pictures="test"), progress=False)
+    render_world_image(tmp_path / "w", "synth_train_000000")
     after = random.getstate(), np.random.get_state()
     assert before[0] == after[0]
     assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(before[1], after[1]))

@@ -2,7 +2,7 @@
 
 - `synth`: `generate_world` / `lxmert synth`, a world of simple scenes written in the
   release's file formats (features TSV, pre-training / VQA / GQA / NLVR2 json, a Karpathy
-  retrieval split).
+  retrieval split, optionally pictures).
 - `karpathy`: `read_karpathy`, the Karpathy-split caption files of retrieval papers.
 - `pretraining.PretrainingDataset`: (image, sentence) examples with the five tasks' targets.
 - `qa.VQADataset`, `qa.GQADataset` (and the `qa.QADataset` base), `nlvr2.NLVR2Dataset`.

@@ -11,6 +11,7 @@
     OUT/gqa/{train,valid,testdev}.json         + trainval_{ans2label,label2ans}.json
     OUT/nlvr2/{train,valid,test}.json
     OUT/retrieval/dataset_world.json           the captions as a Karpathy split (`lxmert.data.karpathy`)
+    OUT/images/<img_id>.png                    only with `pictures="test"|"all"`: rendered scenes
     OUT/vocab.txt                              BERT uncased vocab (every word of the world is in it)
 
 so that every loader of the package runs exactly as it would on the real data.
@@ -40,6 +41,7 @@ The modules, each importing only those above it:
 - `nlvr2`: statements about image pairs;
 - `config`: `SynthConfig`;
 - `layout`: file names, image ids, and an image id back to its scene (`world_scene`);
+- `render`: scenes drawn to pictures (`render_scene`, `render_world_image`);
 - `writer`: `generate_world`;
 - `baseline`: `text_prior_baseline`;
 - `beyond`: A-OKVQA / VizWiz / classification files derived from a world.
@@ -47,7 +49,7 @@ The modules, each importing only those above it:
 
 from lxmert.data.synth.baseline import text_prior_baseline
 from lxmert.data.synth.beyond import derive_beyond_tasks
-from lxmert.data.synth.config import SynthConfig
+from lxmert.data.synth.config import PICTURE_CHOICES, SynthConfig
 from lxmert.data.synth.detector import (BACKGROUNDS, DETECTOR_ATTRIBUTE_IDS, DETECTOR_OBJECT_IDS, FEATURE_CODES,
                                         PARTS, FeatureFunction, detector_record)
 from lxmert.data.synth.language import (COUNT_ANSWERS, GQA_ANSWERS, GQA_TEMPLATES, NUMBER_WORDS, SIDES,
@@ -55,8 +57,9 @@ from lxmert.data.synth.language import (COUNT_ANSWERS, GQA_ANSWERS, GQA_TEMPLATE
                                         answer_space, vqa_soft_label)
 from lxmert.data.synth.layout import image_id, parse_image_id, read_world_config, scene_for_id, world_scene
 from lxmert.data.synth.nlvr2 import NLVR2_KINDS, nlvr2_statement
+from lxmert.data.synth.render import COLOUR_RGB, render_scene, render_world_image
 from lxmert.data.synth.scenes import COLOURS, MATERIALS, SHAPES, SIZES, Scene, SceneObject, generate_scene
-from lxmert.data.synth.writer import WorldSummary, generate_world
+from lxmert.data.synth.writer import PICTURE_SPLITS, WorldSummary, generate_world
 
 __all__ = [
     "SynthConfig",
@@ -91,6 +94,11 @@ __all__ = [
     "annotate",
     "answer_space",
     "vqa_soft_label",
+    "PICTURE_CHOICES",
+    "PICTURE_SPLITS",
+    "COLOUR_RGB",
+    "render_scene",
+    "render_world_image",
     "image_id",
     "parse_image_id",
     "read_world_config",

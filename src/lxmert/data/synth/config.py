@@ -1,4 +1,4 @@
-"""`SynthConfig`: the size and difficulty of a generated world."""
+"""`SynthConfig`: the size, difficulty and outputs of a generated world."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any, Mapping
 from lxmert.data.synth.detector import FEATURE_CODES
 from lxmert.data.synth.nlvr2 import NLVR2_KINDS
 
-__all__ = ["SynthConfig"]
+__all__ = ["SynthConfig", "PICTURE_CHOICES"]
+
+#: `SynthConfig.pictures`: which images get a rendered PNG (WORLD/images/<img_id>.png).
+PICTURE_CHOICES: tuple[str, ...] = ("none", "test", "all")
 
 
 @dataclass
@@ -47,6 +50,10 @@ class SynthConfig:
     #: `NLVR2_KINDS` equally (the default world). E.g. ("side", "both", "one") keeps only the
     #: grounded existence statements ("the left image contains a red ball.").
     nlvr2_kinds: tuple[str, ...] = ()
+    #: which images are rendered to WORLD/images/<img_id>.png: "none", the "test" split
+    #: (what a demo server shows) or "all". Rendering changes no other file, and any image
+    #: of a world can still be rendered later on demand (`render_world_image`).
+    pictures: str = "none"
 
     def validate(self) -> None:
         if self.images < 3:
@@ -78,6 +85,8 @@ class SynthConfig:
         unknown = [k for k in self.nlvr2_kinds if k not in NLVR2_KINDS]
         if unknown:
             raise ValueError(f"unknown nlvr2_kinds {unknown}; choose from {NLVR2_KINDS}")
+        if self.pictures not in PICTURE_CHOICES:
+            raise ValueError(f"pictures must be one of {PICTURE_CHOICES}, got {self.pictures!r}")
 
     def split_sizes(self) -> dict[str, int]:
         n_val = max(1, round(self.images * self.val_fraction))

@@ -4,7 +4,8 @@ id leads back to its scene.
 A world stores no scene descriptions: a scene is a pure function of the world's seed, its
 split and its index (`scene_of`), and the image id names the split and the index. So
 `world_scene(WORLD, img_id)` rebuilds the exact scene behind any image of any world from
-its synth.json alone.
+its synth.json alone - also for worlds written before pictures existed - and the boxes a
+renderer draws are those the feature store holds.
 """
 
 from __future__ import annotations

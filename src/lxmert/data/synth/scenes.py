@@ -1,6 +1,6 @@
 """Scenes of the generated world: objects with a shape, colour, size, material and a box.
 
-Everything else of the world (detections, sentences) is computed from a `Scene`,
+Everything else of the world (detections, sentences, pictures) is computed from a `Scene`,
 so this module depends on nothing else of the package.
 """
 

@@ -27,14 +27,18 @@ from lxmert.data.synth.detector import FeatureFunction, detector_record
 from lxmert.data.synth.language import (GQA_ANSWERS, GQA_TEMPLATES, VQA_ANSWERS, VQA_TEMPLATES, AnswerBalancer,
                                         annotate, answer_space, ask, caption, distinct_sentences,
                                         region_description, vqa_soft_label)
-from lxmert.data.synth.layout import PICTURES_DIR, RETRIEVAL_FILE, SPLIT_FILES, scene_of
+from lxmert.data.synth.layout import PICTURES_DIR, RETRIEVAL_FILE, SPLIT_FILES, SPLITS, scene_of
 from lxmert.data.synth.nlvr2 import nlvr2_pairs
+from lxmert.data.synth.render import render_scene
 from lxmert.data.synth.scenes import Scene
 from lxmert.features.store import build_store as build_feature_store
 from lxmert.features.tsv import write_tsv
-from lxmert.utils import atomic_write_text
+from lxmert.utils import atomic_open, atomic_write_text
 
-__all__ = ["WorldSummary", "generate_world"]
+__all__ = ["WorldSummary", "generate_world", "PICTURE_SPLITS"]
+
+#: `SynthConfig.pictures` -> the splits whose images are rendered
+PICTURE_SPLITS: dict[str, tuple[str, ...]] = {"none": (), "test": ("test",), "all": SPLITS}
 
 
 @dataclass
@@ -171,6 +175,7 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None, *,
     _write_json(out / "lxmert" / "all_ans.json", [{"ans": a, "dsets": dsets[a]} for a in sorted(dsets)], summary, out)
 
     _write_retrieval(out, scenes, captions_of, summary)
+    _write_pictures(out, [s for split in PICTURE_SPLITS[cfg.pictures] for s in scenes[split]], summary, progress)
 
     from lxmert.text import packaged_vocab_path  # lxmert.text imports torch: only load it here
 
@@ -215,3 +220,15 @@ def _write_retrieval(out: Path, scenes: dict[str, list[Scene]], captions_of: dic
     atomic_write_text(path, json.dumps(dataset_json("world", images), separators=(",", ":")) + "\n")
     summary.files[RETRIEVAL_FILE] = len(images)
 
+
+def _write_pictures(out: Path, scenes: list[Scene], summary: WorldSummary, progress: bool) -> None:
+    """`scenes` rendered to PICTURES_DIR/<img_id>.png (each written atomically)."""
+    if not scenes:
+        return
+    items: Any = scenes
+    if progress:
+        items = tqdm(scenes, desc="synth pictures", unit="img", leave=False)
+    for scene in items:
+        with atomic_open(out / PICTURES_DIR / f"{scene.img_id}.png", "wb") as handle:
+            render_scene(scene).save(handle, format="PNG")
+    summary.files[f"{PICTURES_DIR}/*.png"] = len(scenes)
