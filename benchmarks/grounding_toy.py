@@ -92,7 +92,8 @@ class WorldImages:
         self.scenes, feats, pos = [], [], []
         for i in range(n):
             scene = synth.generate_scene(f"toy{i}", random.Random(i), cfg.min_objects, cfg.max_objects)
-            record = synth._detector_record(scene, random.Random(f"detector:{i}"), nprng, function, cfg)
+            record = synth.detector_record(scene, random.Random(f"detector:{i}"), nprng, function,
+                                           num_boxes=cfg.num_boxes, label_noise=cfg.detector_label_noise)
             boxes = record["boxes"] / np.array([record["img_w"], record["img_h"]] * 2, dtype=np.float32)
             self.scenes.append(scene)
             feats.append(record["features"])

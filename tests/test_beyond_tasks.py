@@ -11,7 +11,7 @@ import torch
 
 from _data_world import make_world
 from lxmert.cli import main
-from lxmert.data.beyond_synth import derive_beyond_tasks
+from lxmert.data.synth.beyond import derive_beyond_tasks
 
 TINY = ["--set", "model.hidden_size=32", "--set", "model.num_attention_heads=2", "--set",
         "model.intermediate_size=64", "--set", "model.l_layers=1", "--set", "model.x_layers=1",

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from lxmert.data import GQADataset, VQADataset
-from lxmert.data.synth import (COUNT_ANSWERS, GQA_ANSWERS, NLVR2_KINDS, VQA_ANSWERS, SynthConfig,
-                               _GQA_TEMPLATES, _VQA_TEMPLATES, _answer_space, _annotate, _nlvr2_statement,
-                               generate_scene, generate_world)
+from lxmert.data.synth import (COUNT_ANSWERS, GQA_ANSWERS, GQA_TEMPLATES, NLVR2_KINDS, VQA_ANSWERS,
+                               VQA_TEMPLATES, SynthConfig, annotate, answer_space, generate_scene, generate_world,
+                               nlvr2_statement)
 from lxmert.text import AnswerTable, LxmertTokenizer
 
 
@@ -26,11 +26,11 @@ def test_every_template_answer_is_in_the_answer_spaces():
     gqa_seen: set[str] = set()
     for i in range(400):
         scene = generate_scene(f"s{i}", random.Random(i), min_objects=1 + i % 6, max_objects=1 + i % 6)
-        for template in _VQA_TEMPLATES:
+        for template in VQA_TEMPLATES:
             for _ in range(3):
                 _, candidates = template(scene, rng)
                 vqa_seen.update(answer for _, answer in candidates)
-        for template in _GQA_TEMPLATES:
+        for template in GQA_TEMPLATES:
             for _ in range(3):
                 _, candidates = template(scene, rng)
                 gqa_seen.update(answer for _, answer in candidates)
@@ -41,7 +41,7 @@ def test_every_template_answer_is_in_the_answer_spaces():
     # simulated annotators only ever answer inside the question's answer space
     for answer in vqa_seen:
         for _ in range(20):
-            assert set(_annotate(answer, _answer_space(answer), rng, (0.0, 0.2))) <= set(VQA_ANSWERS)
+            assert set(annotate(answer, answer_space(answer), rng, (0.0, 0.2))) <= set(VQA_ANSWERS)
 
 
 @pytest.mark.parametrize("kinds", [(), ("side", "both", "one")])
@@ -69,7 +69,7 @@ def test_nlvr2_kinds_select_statements():
     left, right = (generate_scene(n, random.Random(n), 3, 4) for n in ("l", "r"))
     starts = {"side": "the ", "both": "both images", "one": "exactly one image"}
     for _ in range(50):
-        sent, truth = _nlvr2_statement(left, right, rng, ("side", "both", "one"))
+        sent, truth = nlvr2_statement(left, right, rng, ("side", "both", "one"))
         assert sent.startswith(tuple(starts.values())) and "more" not in sent and "exactly" not in sent.replace(
             "exactly one image", ""), sent
         assert isinstance(truth(left, right), bool)

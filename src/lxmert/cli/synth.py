@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lxmert.data.synth import FEATURE_CODES, SynthConfig, generate_world
+from lxmert.data.synth import FEATURE_CODES, PICTURE_CHOICES, SynthConfig, generate_world
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "of channels per concept (default %(default)s)")
     p.add_argument("--detector-label-noise", type=float, default=defaults.detector_label_noise,
                    help="share of object boxes whose detector label is wrong (default %(default)s)")
+    p.add_argument("--pictures", choices=PICTURE_CHOICES, default=defaults.pictures,
+                   help="render these images' scenes to OUT/images/<img_id>.png, boxes as in the features "
+                        "(default %(default)s; any image can also be rendered later)")
     p.add_argument("--store", action="store_true", help="also import the TSVs into OUT/features/store")
     p.add_argument("--store-dtype", choices=("float16", "float32"), default="float32")
     p.add_argument("--overwrite", action="store_true", help="replace a world already in OUT")
@@ -53,12 +56,12 @@ def run(args: argparse.Namespace) -> int:
         vqa_per_image=args.vqa_per_image, gqa_per_image=args.gqa_per_image,
         nlvr2_per_image=args.nlvr2_per_image, nlvr2_pairs_per_sentence=args.nlvr2_pairs,
         feature_noise=args.feature_noise, detector_label_noise=args.detector_label_noise,
-        feature_code=args.feature_code,
+        feature_code=args.feature_code, pictures=args.pictures,
     )
     try:
         summary = generate_world(args.out, config, build_store=args.store, store_dtype=args.store_dtype,
                                  progress=not args.quiet, overwrite=args.overwrite)
-    except FileExistsError as err:
+    except (FileExistsError, ValueError) as err:
         print(f"lxmert synth: error: {err}", file=sys.stderr)
         return 1
     print(f"wrote a world of {sum(summary.images.values())} images "

@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lxmert.atomic import atomic_write_text
+from lxmert.data.synth.language import COUNT_ANSWERS, SIDES, YES_NO
+from lxmert.data.synth.scenes import COLOURS, MATERIALS, SHAPES, SIZES
 
 __all__ = ["derive_beyond_tasks"]
 
 
 def _families() -> list[tuple[str, ...]]:
-    from lxmert.data.synth import COLOURS, COUNT_ANSWERS, MATERIALS, SHAPES, SIDES, SIZES, YES_NO
-
     return [COLOURS, tuple(MATERIALS), SHAPES, SIZES, YES_NO, COUNT_ANSWERS, SIDES]
-
 
 
 def _choices(answer: str, rng: random.Random, families: Sequence[tuple[str, ...]]) -> list[str]:
