@@ -983,7 +983,7 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None, *,
     (out / "vocab.txt.tmp").replace(out / "vocab.txt")
 
     if build_store:
-        from lxmert.features.store import build_store as _build_store
+        from lxmert.features.build import build_store as _build_store
 
         store_dir = out / "features" / "store"
         if store_dir.exists():
