@@ -209,7 +209,7 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    from lxmert.features.store import build_store
+    from lxmert.features.build import build_store
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_store-"))
     work.mkdir(parents=True, exist_ok=True)

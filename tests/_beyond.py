@@ -14,7 +14,7 @@ FEAT = 16
 
 def tiny_store(root: Path, ids: Sequence[str], boxes: int = 5, seed: int = 0) -> Path:
     """A float32 feature store with `boxes` objects per image, features ~ N(0, 1)."""
-    from lxmert.features.store import build_store
+    from lxmert.features.build import build_store
     from lxmert.features.tsv import write_tsv
 
     rng = np.random.default_rng(seed)

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import lxmert.features.store as store_mod
-from lxmert.features.store import FP16_MAX, FeatureStore, build_store, check_store, export_tsv
+from lxmert.features import FP16_MAX, FeatureStore, build_store, check_store, export_tsv
+from lxmert.features.build import ArrayWriter
+from lxmert.features.cast import cast_into
 from lxmert.features.tsv import FIELDNAMES, TsvFormatError, encode_row, write_tsv
 
 
@@ -197,12 +198,12 @@ def test_open_is_lazy_and_pickles_without_data(tmp_path):
     write_records(tmp_path / "a.tsv", [(f"i{k}", 36) for k in range(40)], dim=64)
     build_store(tmp_path / "a.tsv", tmp_path / "s", progress=False)
     store = FeatureStore.open(tmp_path / "s")
-    assert store._arrays is None and store._index is None  # open read the manifest only
+    assert not store.loaded  # open read the manifest only: no id index, no maps
     store.get("i3")
     blob = pickle.dumps(store)
     assert len(blob) < 4096  # path + manifest, no arrays (the features alone are 184 KB)
     clone = pickle.loads(blob)
-    assert clone._arrays is None
+    assert not clone.loaded
     np.testing.assert_array_equal(clone.get("i5")["features"], store.get("i5")["features"])
 
 
@@ -320,7 +321,7 @@ def test_refuses_existing_output_unless_overwrite(tmp_path):
 
 
 def _fail_after(monkeypatch, rows: int) -> None:
-    real = store_mod._ArrayWriter.write
+    real = ArrayWriter.write
     count = {"n": 0}
 
     def write(self, row):
@@ -330,7 +331,7 @@ def _fail_after(monkeypatch, rows: int) -> None:
                 raise KeyboardInterrupt("simulated kill")
         real(self, row)
 
-    monkeypatch.setattr(store_mod._ArrayWriter, "write", write)
+    monkeypatch.setattr(ArrayWriter, "write", write)
 
 
 def test_interrupted_import_leaves_nothing(tmp_path, monkeypatch):
@@ -345,7 +346,7 @@ def test_killed_import_leaves_a_directory_open_refuses(tmp_path, monkeypatch):
     """A SIGKILL skips all clean-up: the temporary directory stays, without manifest."""
     write_records(tmp_path / "a.tsv", [(f"i{k}", 3) for k in range(10)])
     _fail_after(monkeypatch, 5)
-    monkeypatch.setattr(store_mod.shutil, "rmtree", lambda *a, **k: None)
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)
     with pytest.raises(KeyboardInterrupt):
         build_store(tmp_path / "a.tsv", tmp_path / "s", progress=False)
     assert not (tmp_path / "s").exists()
@@ -400,7 +401,7 @@ def test_fast_float16_widening_matches_numpy():
     halves = bits.view(np.float16)
     halves = halves[np.isfinite(halves)].reshape(-1, 2)  # every finite half, incl. subnormals and -0
     dst = np.empty(halves.shape, np.float32)
-    store_mod._cast_into(dst, halves)
+    cast_into(dst, halves)
     assert dst.view(np.uint32).tobytes() == halves.astype(np.float32).view(np.uint32).tobytes()
 
 
@@ -415,7 +416,7 @@ def test_fast_float16_narrowing_matches_numpy():
     values = np.concatenate([values, (halves + nxt) / 2, -(halves + nxt) / 2])
     values = values[: len(values) // 2 * 2].reshape(-1, 2)
     dst = np.empty(values.shape, np.float16)
-    store_mod._cast_into(dst, values)
+    cast_into(dst, values)
     assert dst.view(np.uint16).tobytes() == values.astype(np.float16).view(np.uint16).tobytes()
 
 

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{tsv}: {summary['extracted']} images extracted, {summary['skipped']} already there"
           + (f" ({rate:.3f} images/s)" if rate else ""))
     if not args.no_store:
-        from lxmert.features.store import build_store
+        from lxmert.features.build import build_store
 
         info = build_store(tsv, out, dtype=args.dtype, progress=not args.quiet, overwrite=True)
         print(info.summary())

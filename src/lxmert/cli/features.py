@@ -23,7 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="feature storage type (float32 is bit exact; default float16)")
     imp.add_argument("--skip-bad", action="store_true", help="skip malformed rows and list them")
     imp.add_argument("--max-boxes", type=int, default=None,
-                     help="box capacity per image (default: largest num_boxes present)")
+                     help="box capacity per image; rows with more boxes are truncated (default: the "
+                     "largest num_boxes present, at most 100 unless given)")
+    imp.add_argument("--num-object-labels", type=int, default=1600, metavar="N",
+                     help="detector object classes: objects_id must lie in [0, N) (default 1600, the "
+                     "release's Visual Genome detector; 0 = only check >= 0)")
+    imp.add_argument("--num-attr-labels", type=int, default=400, metavar="N",
+                     help="detector attribute classes: attrs_id must lie in [0, N) (default 400; 0 = only "
+                     "check >= 0)")
     imp.add_argument("--clip-fp16", action="store_true",
                      help="saturate feature values beyond +-65504 instead of failing (float16)")
     imp.add_argument("--workers", type=int, default=0,
@@ -51,24 +58,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _fail(action: str, err: BaseException) -> int:
+    """One line for an error the user can act on (an ``OSError`` names its path)."""
+    print(f"lxmert features {action}: error: {err}", file=sys.stderr)
+    return 1
+
+
 def _run_import(args: argparse.Namespace) -> int:
-    from lxmert.features.store import build_store
+    from lxmert.features import build_store
 
     try:
         info = build_store(
             args.tsv, args.out, dtype=args.dtype, skip_bad=args.skip_bad,
             max_boxes=args.max_boxes, progress=not args.quiet, clip_fp16=args.clip_fp16,
             overwrite=args.force, workers=args.workers,
+            num_object_labels=args.num_object_labels or None, num_attr_labels=args.num_attr_labels or None,
         )
-    except FileExistsError as err:
-        print(f"lxmert features import: error: {err}", file=sys.stderr)
-        return 1
+    except OSError as err:  # incl. FileExistsError and StoreWriteError (disk full, read-only)
+        if getattr(args, "debug", False):
+            raise
+        return _fail("import", err)
     print(info.summary())
     return 0
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from lxmert.features.store import FeatureStore, export_tsv
+    try:
+        return _export(args)
+    except OSError as err:
+        if getattr(args, "debug", False):
+            raise
+        return _fail("export", err)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from lxmert.features import FeatureStore, export_tsv
 
     store = FeatureStore.open(args.store)
     ids = None
@@ -81,7 +105,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from lxmert.features.store import check_store
+    from lxmert.features import check_store
 
     problems = check_store(args.store, progress=not args.quiet)
     if problems:
@@ -94,15 +118,28 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from lxmert.features.store import FeatureStore
+    from lxmert.features import FeatureStore
 
     store = FeatureStore.open(args.store)
     m = store.manifest
     size = sum(a["bytes"] for a in m["arrays"].values()) + m["index"]["bytes"]
     print(f"store        {store.path}")
+    for note in store.recovery_notes:
+        print(f"note         {note}")
     print(f"format       {m['format']} v{m['version']}, created {m.get('created', '?')}")
     print(f"images       {len(store)}")
     print(f"features     [{len(store)}, {store.stored_max_boxes}, {store.feat_dim}] {store.dtype}")
+    origin = m.get("max_boxes_from")
+    print(f"max boxes    {store.stored_max_boxes}"
+          + (f" (largest num_boxes: {origin[0]}, line {origin[1]})" if origin else ""))
+    labels = m.get("labels")
+    if labels:
+        limits = ", ".join(f"{k}={labels[k]}" for k in ("num_object_labels", "num_attr_labels")
+                           if labels.get(k) is not None)
+        print(f"label ids    objects {labels['obj_id_min']}..{labels['obj_id_max']}, attributes "
+              f"{labels['attr_id_min']}..{labels['attr_id_max']}" + (f" (checked: {limits})" if limits else ""))
+    else:
+        print("label ids    not recorded (store imported by an older lxmert)")
     print(f"size         {size / 2**20:.1f} MiB")
     if m.get("truncated_rows"):
         print(f"truncated    {m['truncated_rows']} row(s) at import")

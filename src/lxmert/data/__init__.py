@@ -23,7 +23,7 @@ from lxmert.data.pretraining import PretrainingDataset, collate_pretraining
 from lxmert.data.qa import GQADataset, QADataset, QAEntry, VQADataset, collate_qa
 from lxmert.data.sources import DataFormatError, TextExample, read_pretrain_json
 from lxmert.data.splits import split_paths
-from lxmert.data.stores import ImageFeatures
+from lxmert.features.union import ImageFeatures
 from lxmert.data.synth import SynthConfig, generate_world
 
 __all__ = [

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from lxmert.data.collate import Batch, collate_labelled
 from lxmert.data.jsonl import iter_image_text_lines
 from lxmert.data.sources import DataFormatError
-from lxmert.data.stores import ImageFeatures, StoreLike
+from lxmert.features.union import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex
 from lxmert.text import LxmertTokenizer
 

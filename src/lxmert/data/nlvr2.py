@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from lxmert.data.collate import Batch, stack_objects, text_batch
 from lxmert.data.sources import DataFormatError
-from lxmert.data.stores import ImageFeatures, StoreLike
+from lxmert.features.union import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex
 from lxmert.text import LxmertTokenizer
 

@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 from lxmert.data.collate import Batch, pad_1d, stack_objects, text_batch
 from lxmert.data.masking import IGNORE_INDEX, mask_objects, mask_tokens
 from lxmert.data.sources import read_examples
-from lxmert.data.stores import ImageFeatures, StoreLike
+from lxmert.features.union import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex, token_cache_path
 from lxmert.text import AnswerTable, LxmertTokenizer
 

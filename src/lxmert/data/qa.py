@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from lxmert.data.collate import Batch, collate_labelled
 from lxmert.data.masking import IGNORE_INDEX
 from lxmert.data.sources import DataFormatError
-from lxmert.data.stores import ImageFeatures, StoreLike
+from lxmert.features.union import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex, token_cache_path
 from lxmert.text import AnswerTable, LxmertTokenizer
 

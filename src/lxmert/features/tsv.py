@@ -34,6 +34,7 @@ from lxmert.atomic import atomic_open
 
 __all__ = [
     "FIELDNAMES",
+    "UTF8_BOM",
     "TsvFormatError",
     "b64_decoded_length",
     "decode_row",
@@ -68,6 +69,8 @@ _ARRAY_FIELDS: dict[str, tuple[str, tuple[int, ...]]] = {
     "boxes": ("<f4", (4,)),
 }
 _FEATURE_DTYPE = "<f4"
+#: The UTF-8 signature some editors put at the start of a file; not part of the first id.
+UTF8_BOM = b"\xef\xbb\xbf"
 _NATIVE = {"<i8": np.int64, "<f4": np.float32}
 
 
@@ -303,10 +306,14 @@ def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
 
     Lines are bytes *with* their terminator (``\n``, or the ``\r\n`` that
     ``csv.DictWriter`` writes by default), which :func:`decode_row` ignores: stripping
-    would copy the ~400 KB line, and so would decoding it to ``str``.
+    would copy the ~400 KB line, and so would decoding it to ``str``. A UTF-8 byte-order
+    mark at the start of the file is dropped (it would otherwise become part of the first
+    image id, which then matches no question).
     """
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, start=1):
+            if lineno == 1 and line.startswith(UTF8_BOM):
+                line = line[len(UTF8_BOM):]
             if not is_blank(line):
                 yield lineno, line
 

@@ -31,7 +31,7 @@ from lxmert.data.synth.layout import PICTURES_DIR, RETRIEVAL_FILE, SPLIT_FILES, 
 from lxmert.data.synth.nlvr2 import nlvr2_pairs
 from lxmert.data.synth.render import render_scene
 from lxmert.data.synth.scenes import Scene
-from lxmert.features.store import build_store as build_feature_store
+from lxmert.features.build import build_store as build_feature_store
 from lxmert.features.tsv import write_tsv
 from lxmert.atomic import atomic_open, atomic_write_text
 

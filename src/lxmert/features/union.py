@@ -1,4 +1,8 @@
-"""Image look-up across one or several feature stores (e.g. COCO and VG stores)."""
+"""Image look-up across one or several feature stores (e.g. COCO and VG stores).
+
+The datasets (:mod:`lxmert.data`) read images through :class:`ImageFeatures`; it is
+exported there too as ``lxmert.data.ImageFeatures``.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ class ImageFeatures:
                        for s in items]
         dims = {s.feat_dim for s in self.stores}
         if len(dims) > 1:
-            raise ValueError(f"feature stores disagree on feature dimension: {[(str(s.path), s.feat_dim) for s in self.stores]}")
+            dims_by_store = [(str(s.path), s.feat_dim) for s in self.stores]
+            raise ValueError(f"feature stores disagree on feature dimension: {dims_by_store}")
 
     @property
     def feat_dim(self) -> int:
@@ -41,6 +46,12 @@ class ImageFeatures:
 
     def describe(self) -> str:
         return ", ".join(str(s.path) for s in self.stores)
+
+    def check_label_ids(self, num_object_labels: int, num_attr_labels: int) -> None:
+        """:meth:`FeatureStore.check_label_ids` for every store (``ValueError`` naming the first
+        store whose detector ids the model's label counts cannot take)."""
+        for store in self.stores:
+            store.check_label_ids(num_object_labels, num_attr_labels)
 
     def locate(self, img_id: str) -> tuple[int, int] | None:
         """(store index, row) of `img_id`, or None when no store has it."""
