@@ -10,7 +10,7 @@ rounding boundary; each benchmark module therefore calls the helper of its own s
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def mean(xs: Sequence[float]) -> float:

@@ -29,9 +29,9 @@ the few inputs on which the Python 2 interpreter the VQA master file needs would
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Mapping
 
 __all__ = [
     "ARTICLES",
@@ -63,6 +63,7 @@ _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 _OFFICIAL_PERIOD_COUNT = int(re.UNICODE)
 
 
+@lru_cache(maxsize=1 << 17)
 def clean_whitespace(text: str) -> str:
     """Newlines and tabs to spaces, then strip: the first step the scripts apply to a
     prediction (and, in the VQA master script, to every ground-truth answer)."""
@@ -100,6 +101,7 @@ class AnswerNormalizer:
         # Per-instance caches: the table differs between instances.
         self.process_digit_article = lru_cache(maxsize=1 << 17)(self._digit_article)
         self.normalize = lru_cache(maxsize=1 << 17)(self._normalize)
+        self.process_answer = lru_cache(maxsize=1 << 17)(self._process_answer)
 
     def __repr__(self) -> str:
         return f"AnswerNormalizer({self.name!r}, {len(self.contractions)} contractions)"
@@ -110,9 +112,9 @@ class AnswerNormalizer:
         return " ".join(self.contractions.get(w, w) for w in words)
 
     def _normalize(self, text: str) -> str:
-        return self.process_digit_article(process_punctuation(clean_whitespace(text)))
+        return self._process_answer(clean_whitespace(text))
 
-    def process_answer(self, text: str) -> str:
-        """Punctuation then digits/articles/contractions, without the whitespace cleaning:
-        what the scripts apply to an answer that was already cleaned."""
+    def _process_answer(self, text: str) -> str:
+        # Punctuation then digits/articles/contractions, without the whitespace cleaning:
+        # what the scripts apply to an answer that was already cleaned.
         return self.process_digit_article(process_punctuation(text))

@@ -51,7 +51,8 @@ accuracy equals the release's ``GQAEvaluator`` (each label holds one answer with
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 from .aggregate import mean, percent_of_mean
 from .ids import Missing, index_annotations, match_ids

@@ -8,7 +8,8 @@ annotated ids without a prediction is the caller's explicit choice (``missing``)
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 Missing = Literal["error", "zero", "ignore"]
 MISSING_CHOICES = ("error", "zero", "ignore")
@@ -32,7 +33,7 @@ def index_annotations(
             return dict(annotations)
     out: dict[Any, Mapping[str, Any]] = {}
     for i, entry in enumerate(annotations):
-        if not isinstance(entry, Mapping):
+        if type(entry) is not dict and not isinstance(entry, Mapping):
             raise TypeError(f"annotation #{i} must be a dict, got {type(entry).__name__}")
         if key not in entry:
             raise KeyError(f"annotation #{i} has no {key!r} key")

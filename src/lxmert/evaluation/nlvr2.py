@@ -33,8 +33,9 @@ from __future__ import annotations
 import os
 import warnings
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 

@@ -33,8 +33,9 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .nlvr2 import to_bool
 

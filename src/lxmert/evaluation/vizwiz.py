@@ -32,7 +32,8 @@ script's rules:
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
