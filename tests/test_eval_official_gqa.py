@@ -188,7 +188,7 @@ def random_world(rng: random.Random, n: int, object_features: bool, map_size: in
         scenes[f"img{img}"] = {"width": w, "height": h, "objects": objects}
     qids = [f"{rng.randrange(10**7, 10**8)}{i}" for i in range(n)]
     questions, choices, preds, attentions = {}, {}, {}, {}
-    for i, qid in enumerate(qids):
+    for qid in qids:
         img = f"img{rng.randrange(n // 4)}"
         objs = list(scenes[img]["objects"])
         structural = rng.choice(["query", "verify", "choose", "logical", "compare"])

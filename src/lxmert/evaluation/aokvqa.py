@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from .aggregate import mean, percent_of_mean
-from .ids import Missing, index_annotations, unknown_ids_error
+from .ids import MISSING_CHOICES, Missing, index_annotations, unknown_ids_error
 from .vqa import normalize_vqa_answer
 
 __all__ = [
@@ -201,8 +201,8 @@ def evaluate_aokvqa(
     unknown = [q for q in predictions if q not in gts]
     if unknown:
         raise unknown_ids_error(unknown, gts, "A-OKVQA question", "dataset")
-    if missing not in ("error", "zero", "ignore"):
-        raise ValueError(f"missing must be 'error', 'zero' or 'ignore', got {missing!r}")
+    if missing not in MISSING_CHOICES:
+        raise ValueError(f"missing must be one of {MISSING_CHOICES}, got {missing!r}")
     out: dict[str, Any] = {}
     official: dict[str, float] = {}
     per_question: dict[str, dict[Any, float]] = {}
