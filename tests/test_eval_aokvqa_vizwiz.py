@@ -1,4 +1,5 @@
-"""A-OKVQA MC/DA and choice mapping; VizWiz accuracy and answerability AP."""
+"""A-OKVQA MC/DA and choice mapping; VizWiz accuracy (its own contractions table) and
+answerability AP."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from lxmert.evaluation.aokvqa import (
     map_to_choice,
     select_choice,
 )
-from lxmert.evaluation.vizwiz import evaluate_vizwiz
+from lxmert.evaluation.vizwiz import (
+    evaluate_vizwiz,
+    normalize_vizwiz_answer,
+    vizwiz_accuracy,
+)
 
 DATASET = [
     {"question_id": "a", "choices": ["bike", "car", "train", "boat"], "correct_choice_idx": 0,
@@ -27,8 +32,8 @@ DATASET = [
 def test_da_accuracy_is_min_one_matches_over_three_without_leave_one_out():
     assert da_accuracy("3", ["3"] * 2 + ["4"] * 8) == pytest.approx(2 / 3)   # VQA LOO would be 0.6
     assert da_accuracy("4", ["3"] * 2 + ["4"] * 8) == 1.0
-    assert da_accuracy("Three", ["3"] * 3, normalize=True) == 1.0
-    assert da_accuracy("Three", ["3"] * 3) == 0.0
+    assert da_accuracy("Three", ["3"] * 3) == 0.0          # exact strings, no normalisation
+    assert da_accuracy("three", ["three"] * 3) == 1.0
 
 
 def test_evaluate_aokvqa_by_hand():
@@ -41,7 +46,9 @@ def test_evaluate_aokvqa_by_hand():
     assert res["da_accuracy"] == pytest.approx((1 + 2 / 3) / 2)
     assert res["da_accuracy_difficult"] == 1.0
     assert res["da_accuracy_all"] == pytest.approx((1 + 2 / 3 + 1) / 3)
-    assert res["official"] == {"mc": 66.67, "da": 83.33}
+    # the script prints sum / n * 100, unrounded
+    assert res["official"] == {"mc": 2 / 3 * 100, "da": (1 + 2 / 3) / 2 * 100}
+    assert res["per_question"]["mc"] == {"a": 1.0, "b": 0.0, "c": 1.0}
     # missing predictions score 0 (official strict=False), MC only when only MC is given
     only_mc = evaluate_aokvqa({"a": {"multiple_choice": "bike"}}, DATASET)
     assert only_mc["mc_accuracy"] == pytest.approx(1 / 3) and "da_accuracy" not in only_mc
@@ -62,9 +69,42 @@ def test_map_to_choice_rules():
     assert map_to_choice("vehicle", choices, embed=lambda xs: np.array([vecs[x] for x in xs])) == "red car"
 
 
-def test_map_choices_in_evaluation_and_select_choice():
-    res = evaluate_aokvqa({"a": "bikes", "b": "three", "c": "White"}, DATASET, map_choices=True)
-    assert res["mc_accuracy"] == 1.0
+def test_scoring_never_maps_answers_mapping_is_a_prediction_step():
+    # Off-choice and differently cased answers score 0, as in the leaderboard script.
+    res = evaluate_aokvqa({"a": "bikes", "b": "three", "c": "White"}, DATASET)
+    assert res["mc_accuracy"] == 0.0 and res["mc_off_choice"] == 3
+    with pytest.raises(TypeError, match="map_choices"):
+        evaluate_aokvqa({"a": "bikes"}, DATASET, map_choices=True)
+    mapped = {q: map_to_choice(a, next(e["choices"] for e in DATASET if e["question_id"] == q))
+              for q, a in {"a": "bikes", "b": "three", "c": "White"}.items()}
+    assert mapped == {"a": "bike", "b": "3", "c": "white"}
+    assert evaluate_aokvqa(mapped, DATASET)["mc_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("flag, in_da", [(False, True), (True, False), (0, False), (None, False)])
+def test_da_keeps_questions_whose_difficult_flag_is_false(flag, in_da):
+    # eval_predictions.py keeps ``v['difficult_direct_answer'] is False``: 0 or None is not False.
+    data = [dict(DATASET[0], difficult_direct_answer=flag), DATASET[1]]
+    res = evaluate_aokvqa({"a": {"direct_answer": "bike"}, "b": {"direct_answer": "3"}}, data)
+    assert res["da_num_questions"] == (2 if in_da else 1)
+
+
+def test_aokvqa_extra_mc_answers_and_missing_questions():
+    preds = {"a": {"multiple_choice": "car", "multiple_choice_map": "bike", "direct_answer": "bike"}}
+    res = evaluate_aokvqa(preds, DATASET)
+    # b and c have no prediction: they count, with 0 (official strict=False)
+    assert res["mc_accuracy"] == 0.0 and res["mc_accuracy_map"] == pytest.approx(1 / 3)
+    assert res["mc_num_questions"] == 3 and res["da_accuracy"] == 0.5   # a: 4 matches -> 1, b: 0
+    assert evaluate_aokvqa(preds, DATASET, missing="ignore")["mc_accuracy_map"] == 1.0
+    with pytest.raises(ValueError, match="no multiple_choice prediction"):
+        evaluate_aokvqa(preds, DATASET, missing="error")
+    with pytest.raises(KeyError, match="unknown key 'rationale'"):
+        evaluate_aokvqa({"a": {"rationale": "x"}}, DATASET)
+    with pytest.raises(TypeError, match="must be a string"):
+        evaluate_aokvqa({"a": {"multiple_choice": 3}}, DATASET)
+
+
+def test_select_choice_and_choice_scores():
     assert select_choice(["x", "y", "z"], [0.1, 0.7, 0.7]) == "y"
     scores = choice_scores_from_answer_scores(["Bike", "car", "zebra"], [0.2, 0.9, 0.1],
                                               {"bike": 0, "car": 1, "boat": 2})
@@ -90,6 +130,37 @@ def test_vizwiz_accuracy_per_type():
     assert res["per_answer_type"] == {"yes/no": 1.0, "unanswerable": 1.0,
                                       "number": pytest.approx(0.6), "other": 0.0}
     assert res["official"]["overall"] == 65.0
+    assert res["per_question"] == {"v0.jpg": 1.0, "v1.jpg": 1.0, "v2.jpg": pytest.approx(0.6), "v3.jpg": 0.0}
+
+
+# (prediction, ground truth x10, accuracy): the VizWiz table restores the typographic
+# apostrophe, and the ground truth is compared exactly as stored.
+VIZWIZ_CASES = [
+    ("dont", ["don\u2019t"] * 10, 1.0),
+    ("dont", ["don't"] * 10, 0.0),            # VQA's table would give 1.0 here
+    ("don't", ["don't"] * 10, 1.0),           # no key: left as typed
+    ("don\u2019t", ["don\u2019t"] * 10, 1.0),
+    ("whats", ["what\u2019s"] * 10, 1.0),
+    ("wheres", ["where's"] * 10, 1.0),        # one of the entries that kept the straight one
+    ("weve", ["we've"] * 10, 1.0),
+    ("cant", ["can't"] * 10, 1.0),
+    ("Yes.", ["yes"] * 10, 1.0),              # the prediction is always normalised
+    ("yes", ["Yes"] * 10, 0.0),               # ... the ground truth never
+    ("yes", ["yes "] * 10, 0.0),
+]
+
+
+@pytest.mark.parametrize("pred, answers, expected", VIZWIZ_CASES)
+def test_vizwiz_contractions_and_raw_ground_truth(pred, answers, expected):
+    assert vizwiz_accuracy(pred, answers) == pytest.approx(expected)
+
+
+def test_vizwiz_normalisation_differs_from_vqa_only_in_the_table():
+    from lxmert.evaluation.vqa import normalize_vqa_answer
+
+    assert normalize_vizwiz_answer("Dont  go!") == "don\u2019t go"
+    assert normalize_vqa_answer("Dont  go!") == "don't go"
+    assert normalize_vizwiz_answer("The two Dogs.") == normalize_vqa_answer("The two Dogs.") == "2 dogs"
 
 
 def test_vizwiz_answerability_ap_by_hand():

@@ -104,3 +104,109 @@ def test_nlvr2_missing_predictions_and_bad_labels():
         to_bool("maybe")
     with pytest.raises(ValueError, match="group_by"):
         evaluate_nlvr2({}, EXAMPLES, group_by="prefix")
+
+
+def test_nlvr2_predictions_are_compared_as_the_official_script_compares_them():
+    ex = [{"identifier": "dev-1-0-0", "label": "True"}, {"identifier": "dev-1-1-0", "label": "False"}]
+    # any case of true/false counts; class ids and bools stand for the written labels
+    assert evaluate_nlvr2({"dev-1-0-0": "TRUE", "dev-1-1-0": "false"}, ex)["accuracy"] == 1.0
+    assert evaluate_nlvr2({"dev-1-0-0": 1, "dev-1-1-0": False}, ex)["accuracy"] == 1.0
+    # " True" (padded), "1" as text: the official script scores them wrong - and says so
+    with pytest.warns(UserWarning, match="neither 'True' nor 'False'"):
+        res = evaluate_nlvr2({"dev-1-0-0": " True", "dev-1-1-0": "0"}, ex)
+    assert res["accuracy"] == 0.0 and res["num_unscorable"] == 2
+    with pytest.raises(TypeError, match="class id 0/1"):
+        evaluate_nlvr2({"dev-1-0-0": 2, "dev-1-1-0": 0}, ex)
+
+
+def test_nlvr2_extra_predictions_for_a_subset_file():
+    ex = [{"identifier": "dev-1-0-0", "label": "True"}]
+    preds = {"dev-1-0-0": True, "dev-9-0-0": False}
+    with pytest.raises(KeyError, match="not in the annotations"):
+        evaluate_nlvr2(preds, ex)
+    assert evaluate_nlvr2(preds, ex, extra="ignore")["num_examples"] == 1
+
+
+def test_nlvr2_per_category_accuracy_from_the_annotated_sentences_file(tmp_path):
+    from lxmert.evaluation import read_nlvr2_categories
+
+    path = tmp_path / "annotated_dev_examples.txt"
+    path.write_text("two dogs\n* cardinality (hard)\n* coreference\n\na red car \n* spatial relations\n"
+                    "*\n\nunannotated sentence\n")
+    cats = read_nlvr2_categories(path)
+    assert cats == {"two dogs": ["cardinality (hard)", "coreference"], "a red car": ["spatial relations"],
+                    "unannotated sentence": []}
+    preds = {"dev-1-0-0": True, "dev-1-1-0": True, "dev-1-2-1": "True", "dev-1-3-1": 1, "dev-2-0-0": "false"}
+    res = evaluate_nlvr2(preds, EXAMPLES, categories=path)
+    # "two dogs": dev-1-0-0 right, dev-1-1-0 wrong, dev-2-0-0 right; "a red car": both right
+    assert res["per_category"] == {"cardinality (hard)": pytest.approx(2 / 3), "coreference": pytest.approx(2 / 3),
+                                   "spatial relations": 1.0}
+    assert res["category_counts"] == {"cardinality (hard)": 3, "coreference": 3, "spatial relations": 2}
+    bad = tmp_path / "bad.txt"
+    bad.write_text("* negation\nsentence\n")
+    with pytest.raises(ValueError, match=r"bad.txt:1: phenomenon"):
+        read_nlvr2_categories(bad)
+
+
+# ------------------------------------------------------------------------------ GQA extras
+def _scene_question(detailed="colorQuery", annotations=None):
+    return {"answer": "red", "isBalanced": True, "imageId": "img", "question": "what color?",
+            "types": {"structural": "query", "semantic": "attr", "detailed": detailed},
+            "semantic": [{"operation": "select", "argument": "scene"}],
+            "annotations": annotations or {"question": {"0": "o1"}, "fullAnswer": {}},
+            "entailed": [], "groups": {"global": None}}
+
+
+SCENE = {"img": {"width": 100, "height": 100,
+                 "objects": {"o1": {"x": 0, "y": 0, "w": 50, "h": 50}, "o2": {"x": 50, "y": 0, "w": 50, "h": 50}}}}
+
+
+def test_gqa_validity_plausibility_and_the_common_rule():
+    questions = {"a": _scene_question(), "b": _scene_question("materialCompareCommon")}
+    choices = {"a": {"valid": ["red", "blue"], "plausible": ["blue"]},
+               "b": {"valid": ["red"], "plausible": ["red"]}}
+    # "b" is a ...Common question: its group is ["color", "material", "shape"], not the choices
+    res = evaluate_gqa({"a": "red", "b": "red"}, questions, choices=choices)
+    assert res["validity"] == 0.5 and res["plausibility"] == 0.0
+    res = evaluate_gqa({"a": "red", "b": "material"}, questions, choices=choices)
+    assert res["validity"] == 1.0 and res["plausibility"] == 0.5
+    with pytest.raises(KeyError, match="not in the choices"):
+        evaluate_gqa({"a": "red"}, {"a": questions["a"]}, choices={})
+
+
+def test_gqa_grounding_by_hand():
+    q = {"a": _scene_question()}                      # gold region: o1 = (0, 0, .5, .5)
+    boxes = {"a": [[0, 0, 0.5, 0.5, 0.6], [0.25, 0.25, 0.75, 0.75, 0.4]]}
+    # box 1 lies inside the region (rate 1), a quarter of box 2 does: 0.6 + 0.4 / 4
+    res = evaluate_gqa({"a": "red"}, q, scene_graphs=SCENE, attentions=boxes)
+    assert res["grounding"] == pytest.approx(0.7)
+    # the whole-image region of scene questions never applies (eval.py tests dict keys)
+    q2 = {"a": _scene_question(annotations={"question": {}, "fullAnswer": {}})}
+    assert evaluate_gqa({"a": "red"}, q2, scene_graphs=SCENE, attentions=boxes)["grounding"] == 0.0
+    # a grid's first index is x: the region o2 = (.5, 0, 1, .5) is cell [1][0]
+    grid = {"a": [[0.1, 0.2], [0.3, 0.4]]}
+    q3 = {"a": _scene_question(annotations={"question": {"0": "o2"}, "fullAnswer": {}})}
+    res = evaluate_gqa({"a": "red"}, q3, scene_graphs=SCENE, attentions=grid, attention_kind="grid")
+    assert res["grounding"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="scene_graphs"):
+        evaluate_gqa({"a": "red"}, q, attentions=boxes)
+    with pytest.raises(ValueError, match="no area"):
+        evaluate_gqa({"a": "red"}, q, scene_graphs=SCENE, attentions={"a": [[0.2, 0.2, 0.2, 0.5, 1.0]]})
+    with pytest.raises(KeyError, match="no attention map"):
+        evaluate_gqa({"a": "red"}, q, scene_graphs=SCENE, attentions={})
+
+
+def test_gqa_absent_metrics_and_consistency_needs_the_entailed_questions():
+    res = evaluate_gqa({"q1": "yes", "q2": "yes", "q3": "cat"}, QUESTIONS)
+    assert set(res["absent"]) == {"validity", "plausibility", "grounding"}
+    # q1 is right and entails q2; without q2 in the questions, consistency is absent, not 0
+    res = evaluate_gqa({"q1": "yes"}, {"q1": QUESTIONS["q1"]})
+    assert "consistency" not in res and "'q2'" in res["absent"]["consistency"]
+
+
+def test_gqa_only_balanced_questions_need_predictions():
+    # q4 is unbalanced: eval.py does not ask for its prediction
+    res = evaluate_gqa({"q1": "yes", "q2": "yes", "q3": "cat"}, QUESTIONS)
+    assert res["num_questions"] == 3
+    with pytest.raises(ValueError, match="no prediction"):
+        evaluate_gqa({"q1": "yes", "q2": "yes"}, QUESTIONS)

@@ -23,6 +23,17 @@ def test_vqa_metric_with_release_labels_and_official_answers():
     assert metric.primary == "accuracy"
 
 
+def test_metric_options_bind_the_vqa_rules():
+    data = [{"question_id": 1, "answers": ["no"] * 10}]
+    assert get_metric("vqa")({1: "No"}, data)["accuracy"] == 0.0
+    assert get_metric("vqa", rules="legacy")({1: "No"}, data)["accuracy"] == 1.0
+    assert get_metric("vqa").with_options(rules="legacy")({1: "No"}, data)["accuracy"] == 1.0
+    with pytest.raises(TypeError, match="no option 'rules'"):
+        get_metric("gqa", rules="legacy")
+    with pytest.raises(ValueError, match="rules"):
+        get_metric("vqa", rules="2017")({1: "No"}, data)
+
+
 def test_every_task_has_a_metric_and_unknown_tasks_fail():
     assert set(METRICS) == {"vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classification"}
     with pytest.raises(KeyError, match="known"):
@@ -33,14 +44,22 @@ def test_other_registry_metrics():
     nlvr = get_metric("nlvr2")({"dev-1-0-0": 1, "dev-1-1-0": 0},
                                [{"identifier": "dev-1-0-0", "label": 1, "sent": "s"},
                                 {"identifier": "dev-1-1-0", "label": 1, "sent": "s"}])
-    assert nlvr == {"accuracy": 0.5, "consistency": 0.0, "num_examples": 2.0, "num_sentences": 1.0}
+    assert nlvr == {"accuracy": 0.5, "consistency": 0.0, "num_examples": 2.0, "num_sentences": 1.0,
+                    "num_unscorable": 0.0}
     gqa = get_metric("gqa")({"a": "left"}, [{"question_id": "a", "label": {"left": 1.0}},
                                             {"question_id": "b", "label": {"no": 1.0}}])
     assert gqa["accuracy"] == 1.0 and gqa["num_questions"] == 1.0
-    aok = get_metric("aokvqa")({"q": "Bikes"}, [{"question_id": "q", "choices": ["bike", "car"],
-                                                "correct_choice_idx": 0, "direct_answers": ["bike"] * 10,
-                                                "difficult_direct_answer": False}])
-    assert aok["mc_accuracy"] == 1.0 and aok["da_accuracy"] == 0.0
+    aok_data = [{"question_id": "q", "choices": ["bike", "car"], "correct_choice_idx": 0,
+                 "direct_answers": ["bike"] * 10, "difficult_direct_answer": False},
+                {"question_id": "r", "choices": ["bike", "car"], "correct_choice_idx": 1,
+                 "direct_answers": ["car"] * 10, "difficult_direct_answer": False}]
+    # the official scoring path: an off-choice answer is wrong (no mapping), an unpredicted
+    # question counts as wrong
+    aok = get_metric("aokvqa")({"q": "Bikes"}, aok_data)
+    assert aok["mc_accuracy"] == 0.0 and aok["da_accuracy"] == 0.0 and aok["mc_off_choice"] == 1.0
+    aok = get_metric("aokvqa")({"q": {"multiple_choice": "bike", "multiple_choice_map": "bike",
+                                      "direct_answer": "bike"}}, aok_data)
+    assert aok["mc_accuracy"] == aok["mc_accuracy_map"] == aok["da_accuracy"] == 0.5
     viz = get_metric("vizwiz")({"a.jpg": {"answer": "yes", "answerable": 0.9},
                                "b.jpg": {"answer": "unanswerable", "answerable": 0.1}},
                               [{"image": "a.jpg", "answers": ["yes"] * 10, "answerable": 1},
@@ -81,7 +100,11 @@ def test_registry_accepts_dataclass_entries_and_keyed_dicts():
 def test_evaluate_from_files(tmp_path):
     import json
 
-    from lxmert.evaluation import evaluate, write_nlvr2_predictions, write_vizwiz_submission
+    from lxmert.evaluation import (
+        evaluate,
+        write_nlvr2_predictions,
+        write_vizwiz_submission,
+    )
 
     # raw NLVR2 annotations are JSON lines with "True"/"False" labels
     ann = tmp_path / "dev.json"

@@ -9,6 +9,8 @@ import pytest
 
 from lxmert.evaluation.submissions import (
     atomic_open,
+    read_gqa_attentions,
+    read_nlvr2_predictions,
     read_predictions,
     read_vizwiz_predictions,
     write_aokvqa_submission,
@@ -48,6 +50,49 @@ def test_nlvr2_csv_exact_format_and_round_trip(tmp_path):
     (tmp_path / "broken.csv").write_text("test1-0-1-0,True\ntest1-0-1-1\n")
     with pytest.raises(ValueError, match=r"broken.csv:2"):
         read_predictions(tmp_path / "broken.csv", task="nlvr2")
+
+
+# (file content, the line and problem named): what lil-lab/nlvr metrics.py would read but
+# never count right is an error in strict mode, naming file and line.
+NLVR2_STRICT = [
+    ("dev-0-0-0,True\ndev-0-1-0, True\n", "2: prediction ' True'"),
+    ("dev-0-0-0,1\n", "1: prediction '1'"),
+    ("dev-0-0-0,0\n", "1: prediction '0'"),
+    ("dev-0-0-0,yes\n", "1: prediction 'yes'"),
+    ("dev-0-0-0,True ,x\n", "1: prediction 'True '"),
+    ("dev-0-0-0 ,True\n", "1: identifier 'dev-0-0-0 '"),
+    ("\ufeffdev-0-0-0,True\n", "1: identifier .*byte-order mark"),
+    ("dev-0-0-0,True\ndev-0-0-0,False\n", "2: identifier 'dev-0-0-0' repeated"),
+]
+
+
+@pytest.mark.parametrize("content, problem", NLVR2_STRICT)
+def test_nlvr2_reader_is_as_strict_as_the_official_script(tmp_path, content, problem):
+    path = tmp_path / "p.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"p.csv:{problem}"):
+        read_predictions(path, task="nlvr2")
+
+
+def test_nlvr2_reader_accepts_what_the_official_script_scores(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_bytes(b"dev-0-0-0,TRUE\r\ndev-0-1-0,false,0.93\r\n  dev-0-2-0,True  \ndev-0-3-0,tRuE,")
+    assert read_nlvr2_predictions(path) == {"dev-0-0-0": True, "dev-0-1-0": False, "dev-0-2-0": True,
+                                            "dev-0-3-0": True}
+    # non-strict: kept as read, scored wrong later, one warning naming the first line
+    path.write_text("dev-0-0-0, True\ndev-0-1-0,1\ndev-0-2-0,False\n")
+    with pytest.warns(UserWarning, match=r"2 line\(s\).*p.csv:1"):
+        got = read_nlvr2_predictions(path, strict=False)
+    assert got == {"dev-0-0-0": " True", "dev-0-1-0": "1", "dev-0-2-0": False}
+
+
+def test_gqa_attention_file(tmp_path):
+    path = tmp_path / "att.json"
+    path.write_text(json.dumps([{"questionId": 7, "attention": [[0, 0, 1, 1, 0.5]]}]))
+    assert read_gqa_attentions(path) == {"7": [[0, 0, 1, 1, 0.5]]}
+    path.write_text(json.dumps([{"questionId": "7"}]))
+    with pytest.raises(KeyError, match="att.json: entry #0"):
+        read_gqa_attentions(path)
 
 
 def test_aokvqa_format_and_round_trip(tmp_path):

@@ -1,4 +1,5 @@
-"""Official VQA evaluation: normalisation, leave-one-out accuracy, aggregation, soft scores."""
+"""Official VQA evaluation: normalisation, the master and legacy rules, leave-one-out accuracy,
+aggregation, soft scores."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from lxmert.evaluation.vqa import (
     evaluate_vqa,
     label_score,
     leave_one_out_accuracy,
-    normalize_answer,
+    normalize_vqa_answer,
     process_digit_article,
     process_punctuation,
     soft_scores,
@@ -69,9 +70,9 @@ def test_contractions_table_is_complete():
     assert CONTRACTIONS["whatll"] == "what'll" and CONTRACTIONS["yall'd've"] == "y'all'd've"
 
 
-def test_normalize_answer_full_pipeline():
-    assert normalize_answer("  The two\tDogs.\n") == "2 dogs"
-    assert normalize_answer("Whats that?") == "what's that"
+def test_normalize_vqa_answer_full_pipeline():
+    assert normalize_vqa_answer("  The two\tDogs.\n") == "2 dogs"
+    assert normalize_vqa_answer("Whats that?") == "what's that"
 
 
 # --------------------------------------------------------------------- per-question accuracy
@@ -100,19 +101,76 @@ def test_leave_one_out_matches_brute_force(answers, pred):
     assert leave_one_out_accuracy(pred, answers) == pytest.approx(brute_force_loo(pred, answers))
 
 
-def test_vqa_accuracy_normalises_prediction():
-    assert vqa_accuracy("Two.", ["2"] * 10) == 1.0
-    assert vqa_accuracy("the dog", ["dog"] * 3 + ["cat"] * 7) == pytest.approx(0.9)
+def test_legacy_vqa_accuracy_normalises_prediction():
+    assert vqa_accuracy("Two.", ["2"] * 10, rules="legacy") == 1.0
+    assert vqa_accuracy("the dog", ["dog"] * 3 + ["cat"] * 7, rules="legacy") == pytest.approx(0.9)
 
 
-def test_gt_answers_get_punctuation_only_when_they_disagree():
+def test_legacy_gt_answers_get_punctuation_only_when_they_disagree():
     # Disagreeing annotators: "t-shirt" is processed to "t shirt" and matches.
-    assert vqa_accuracy("t-shirt", ["t-shirt"] * 5 + ["shirt"] * 5) == 1.0
+    assert vqa_accuracy("t-shirt", ["t-shirt"] * 5 + ["shirt"] * 5, rules="legacy") == 1.0
     # Unanimous annotators are left untouched, so the normalised prediction "t shirt" does
-    # not match "t-shirt" - the official script behaves exactly like this.
-    assert vqa_accuracy("t-shirt", ["t-shirt"] * 10) == 0.0
+    # not match "t-shirt" - the pre-2021 script behaves exactly like this.
+    assert vqa_accuracy("t-shirt", ["t-shirt"] * 10, rules="legacy") == 0.0
     # Digits are never applied to the ground truth.
-    assert vqa_accuracy("2", ["two"] * 5 + ["three"] * 5) == 0.0
+    assert vqa_accuracy("2", ["two"] * 5 + ["three"] * 5, rules="legacy") == 0.0
+
+
+# One row per rule of the two eras: (prediction, answers, master, legacy).
+RULE_CASES = [
+    # master touches nothing when the ten answers agree: case, punctuation and number
+    # words of the prediction then decide.
+    ("No", ["no"] * 10, 0.0, 1.0),
+    ("no", ["no"] * 10, 1.0, 1.0),
+    ("Two.", ["2"] * 10, 0.0, 1.0),
+    ("t-shirt", ["t-shirt"] * 10, 1.0, 0.0),
+    ("dont", ["don't"] * 10, 0.0, 1.0),
+    # ... but master strips whitespace on both sides first, legacy never cleans the answers.
+    ("  yes\n", ["yes"] * 10, 1.0, 1.0),
+    ("yes", ["yes\n"] * 10, 1.0, 0.0),
+    ("yes", [" yes"] * 5 + ["yes "] * 5, 1.0, 0.0),
+    # Disagreeing answers: master normalises them fully (digits too), legacy only their
+    # punctuation.
+    ("2", ["two"] * 5 + ["three"] * 5, 1.0, 0.0),
+    ("the dog", ["Dog"] * 3 + ["cat"] * 7, 0.9, 0.0),
+    ("t-shirt", ["t-shirt"] * 5 + ["shirt"] * 5, 1.0, 1.0),
+    ("No", ["no"] * 9 + ["nope"], 1.0, 1.0),
+    # Unanimous only after cleaning (master): set() is taken on the cleaned answers.
+    ("No", ["no", " no"] * 5, 0.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("pred, answers, master, legacy", RULE_CASES)
+def test_master_and_legacy_rules(pred, answers, master, legacy):
+    assert vqa_accuracy(pred, answers) == pytest.approx(master)
+    assert vqa_accuracy(pred, answers, rules="master") == pytest.approx(master)
+    assert vqa_accuracy(pred, answers, rules="legacy") == pytest.approx(legacy)
+
+
+def test_identical_answer_records_exclude_each_other_like_the_official_comparison():
+    # vqaEval.py drops from "the other annotators" every record equal to the current one
+    # (item != gtAnsDatum). With answer_ids (every official file) that is leave-one-out;
+    # identical hand-made records leave nobody to match.
+    same = [{"answer": "yes", "answer_confidence": "yes"}] * 10
+    assert vqa_accuracy("yes", same) == 0.0
+    with_ids = [{"answer": "yes", "answer_confidence": "yes", "answer_id": i} for i in range(10)]
+    assert vqa_accuracy("yes", with_ids) == 1.0
+    # 4 records "yes"/yes + 1 record "yes"/maybe: each "yes"/yes sees only the other kind.
+    mixed = ([{"answer": "yes", "answer_confidence": "yes"}] * 4 + [{"answer": "yes", "answer_confidence": "maybe"}]
+             + [{"answer": "no", "answer_confidence": "yes", "answer_id": i} for i in range(5)])
+    # "yes"/yes x4 -> 1 other match (1/3); "yes"/maybe -> 4 (1); the five "no" -> 5 (1).
+    assert vqa_accuracy("yes", mixed) == pytest.approx((4 / 3 + 1 + 5) / 10)
+    # plain strings are distinct annotators
+    assert vqa_accuracy("yes", ["yes"] * 10) == 1.0
+
+
+def test_rules_are_checked():
+    with pytest.raises(ValueError, match="master"):
+        vqa_accuracy("x", ["x"] * 10, rules="2017")
+    with pytest.raises(ValueError, match="legacy"):
+        evaluate_vqa({1: "yes"}, ANNOTATIONS, rules="old", missing="ignore")
+    with pytest.raises(TypeError, match="question_id 1"):
+        evaluate_vqa({1: 3}, ANNOTATIONS, missing="ignore")
 
 
 # --------------------------------------------------------------------- aggregation
@@ -131,7 +189,7 @@ ANNOTATIONS = {"annotations": [
 
 def test_evaluate_vqa_overall_and_breakdowns():
     preds = {1: "Yes", 2: "two", 3: "red", 4: "yes"}
-    res = evaluate_vqa(preds, ANNOTATIONS)
+    res = evaluate_vqa(preds, ANNOTATIONS, rules="legacy")
     # per question: 1.0, 0.6, 0.9, 0.0
     assert res["per_question"] == {1: 1.0, 2: pytest.approx(0.6), 3: pytest.approx(0.9), 4: 0.0}
     assert res["accuracy"] == pytest.approx(2.5 / 4)
@@ -143,7 +201,11 @@ def test_evaluate_vqa_overall_and_breakdowns():
         "perAnswerType": {"yes/no": 50.0, "number": 60.0, "other": 90.0},
         "perQuestionType": {"is the": 50.0, "how many": 60.0, "what color": 90.0},
     }
-    assert res["num_questions"] == 4
+    assert res["num_questions"] == 4 and res["rules"] == "legacy"
+    # master: question 1 has ten identical "yes", so "Yes" is not normalised and scores 0.
+    master = evaluate_vqa(preds, ANNOTATIONS)
+    assert master["per_question"] == {1: 0.0, 2: pytest.approx(0.6), 3: pytest.approx(0.9), 4: 0.0}
+    assert master["official"]["overall"] == 37.5 and master["rules"] == "master"
 
 
 def test_evaluate_vqa_missing_and_unknown_ids():
@@ -171,7 +233,8 @@ def test_soft_scores():
 def test_soft_scores_equal_official_accuracy_for_every_count():
     for m in range(11):
         answers = ["x"] * m + [f"o{i}" for i in range(10 - m)]
-        assert vqa_accuracy("x", answers) == pytest.approx(vqa_soft_score(m))
+        for rules in ("master", "legacy"):
+            assert vqa_accuracy("x", answers, rules=rules) == pytest.approx(vqa_soft_score(m))
 
 
 def test_label_score_is_the_release_quick_metric():
@@ -184,6 +247,7 @@ def test_label_score_is_the_release_quick_metric():
 
 def test_all_permutations_of_a_question_give_the_same_accuracy():
     answers = ["a", "a", "b", "c", "a", "b", "d", "e", "f", "g"]
-    ref = vqa_accuracy("a", answers)
-    for perm in itertools.islice(itertools.permutations(answers), 50):
-        assert vqa_accuracy("a", list(perm)) == pytest.approx(ref)
+    for rules in ("master", "legacy"):
+        ref = vqa_accuracy("a", answers, rules=rules)
+        for perm in itertools.islice(itertools.permutations(answers), 50):
+            assert vqa_accuracy("a", list(perm), rules=rules) == pytest.approx(ref)

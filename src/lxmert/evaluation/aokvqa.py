@@ -1,42 +1,52 @@
-"""A-OKVQA evaluation: multiple choice (MC) and direct answer (DA).
+"""A-OKVQA evaluation: multiple choice (MC) and direct answer (DA), one scoring path.
 
-Follows ``evaluation/eval_predictions.py`` of allenai/aokvqa (its latest version):
+:func:`evaluate_aokvqa` is THE A-OKVQA score: the training loop's validation metric
+(``get_metric("aokvqa")``), ``lxmert evaluate`` and the standalone scorer all call it, so
+validation curves, ``best/`` selection and reported figures are one number. It follows
+``evaluation/eval_predictions.py`` of allenai/aokvqa (latest version, 42e8c44) as the
+leaderboard runs it (``strict=False``):
 
-* MC accuracy: a question scores 1 when the predicted string equals
-  ``choices[correct_choice_idx]``; all questions count. A prediction that is not one of
-  the choices simply scores 0 (the leaderboard script runs with ``strict=False``).
-* DA accuracy: ``min(1, #direct_answers equal to the prediction / 3)``, compared as exact
-  strings (the dataset's ``direct_answers`` are already processed); the official DA figure
-  counts only questions with ``difficult_direct_answer`` false. We report that number as
-  ``da_accuracy`` and also the DA accuracy on all questions and on the difficult subset.
-  ``normalize=True`` applies the VQA answer normalisation to both sides, for free-form
-  (generated) answers - not the official setting.
-* Questions without a prediction score 0 (official, ``strict=False``).
+* MC: over EVERY question of the dataset, 1 when the prediction equals
+  ``choices[correct_choice_idx]``, else 0 - a prediction that is not one of the choices
+  simply scores 0 (no mapping; ``mc_off_choice`` counts them), a question without a
+  prediction scores 0;
+* DA: over the questions whose ``difficult_direct_answer`` is ``False`` (the script's
+  ``is False``; a missing field is taken as False), ``min(1, #direct_answers equal to the
+  prediction / 3)`` - exact strings, no leave-one-out, no normalisation; a question
+  without a prediction scores 0. ``da_accuracy_all`` / ``da_accuracy_difficult`` (all
+  questions / the difficult ones) are reported too, as extras;
+* the printout is ``sum / n * 100``, unrounded (``"official"``: ``mc``, ``da``).
 
-Mapping a classifier's free-form answer to a choice (:func:`map_to_choice`): the official
-repository maps with the cosine similarity of averaged GloVe word vectors
-(sentence-transformers ``average_word_embeddings_glove.6B.300d``). This package ships no
-weights, so the default mapping is, in order: (1) exact string match; (2) match after VQA
-normalisation (case, punctuation, articles, number words); (3) the highest token-overlap
-F1 between normalised word bags - for averaged word vectors, shared words dominate the
-cosine, so word overlap is the closest weight-free proxy; (4) ties and zero overlap broken
-by character-trigram cosine similarity (catches "bike" vs "bikes", "t-shirt" vs "tshirt"),
-then by choice order. Pass ``embed`` (texts -> [n, d] array) to use real embeddings and
-reproduce the official mapping. :func:`select_choice` picks the choice with the best
-model score when choices are scored directly (e.g. the answer head's logits of the four
-choice strings).
+A metric is absent when no prediction carries it (the script skips it too). Besides the
+leaderboard keys, a prediction may carry other ``multiple_choice_<name>`` answers (the
+fine-tuning task adds ``multiple_choice_map``); each is scored by the same MC rule as
+``mc_accuracy_<name>``.
+
+Producing MC answers is a prediction step, not part of scoring: :func:`select_choice`
+picks the choice with the best model score, and :func:`map_to_choice` maps a free-form
+answer to a choice. The official repository maps with the cosine similarity of averaged
+GloVe word vectors (sentence-transformers ``average_word_embeddings_glove.6B.300d``); this
+package ships no weights, so the default mapping is, in order: (1) exact string match; (2)
+match after VQA normalisation (case, punctuation, articles, number words); (3) the highest
+token-overlap F1 between normalised word bags - for averaged word vectors, shared words
+dominate the cosine, so word overlap is the closest weight-free proxy; (4) ties and zero
+overlap broken by character-trigram cosine similarity (catches "bike" vs "bikes",
+"t-shirt" vs "tshirt"), then by choice order. Pass ``embed`` (texts -> [n, d] array) to use
+real embeddings and reproduce the official mapping.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._common import Missing, index_annotations, match_ids, mean, official_pct
-from .vqa import normalize_answer
+from .aggregate import mean, percent_of_mean
+from .ids import MISSING_CHOICES, Missing, index_annotations, unknown_ids_error
+from .vqa import normalize_vqa_answer
 
 __all__ = [
     "choice_scores_from_answer_scores",
@@ -47,15 +57,10 @@ __all__ = [
 ]
 
 
-def da_accuracy(
-    prediction: str, direct_answers: Sequence[str], *, normalize: bool = False
-) -> float:
-    """``min(1, #matches / 3)`` over the ten direct answers (no leave-one-out: this is the
-    A-OKVQA definition, not the VQA one)."""
-    if normalize:
-        prediction = normalize_answer(prediction)
-        direct_answers = [normalize_answer(a) for a in direct_answers]
-    return min(1.0, sum(1 for a in direct_answers if a == prediction) / 3.0)
+def da_accuracy(prediction: str, direct_answers: Sequence[str]) -> float:
+    """``min(1, #matches / 3)`` over the ten direct answers, exact strings (no leave-one-out:
+    this is the A-OKVQA definition, not the VQA one)."""
+    return min(1.0, sum([prediction == da for da in direct_answers]) / 3.0)
 
 
 def _trigrams(text: str) -> Counter[str]:
@@ -89,8 +94,8 @@ def map_to_choice(
         raise ValueError("map_to_choice: no choices")
     if answer in choices:
         return answer
-    norm = normalize_answer(answer)
-    norm_choices = [normalize_answer(c) for c in choices]
+    norm = normalize_vqa_answer(answer)
+    norm_choices = [normalize_vqa_answer(c) for c in choices]
     for c, nc in zip(choices, norm_choices):
         if nc == norm:
             return c
@@ -134,25 +139,34 @@ def choice_scores_from_answer_scores(
     for c in choices:
         idx = ans2label.get(c)
         if idx is None:
-            idx = ans2label.get(normalize_answer(c))
+            idx = ans2label.get(normalize_vqa_answer(c))
         out.append(float(s[idx]) if idx is not None else fill)
     return out
 
 
-def _split_predictions(predictions: Mapping[Any, Any]) -> tuple[dict[Any, str], dict[Any, str]]:
-    mc: dict[Any, str] = {}
+MC_PREFIX = "multiple_choice"
+
+
+def _split_predictions(predictions: Mapping[Any, Any]) -> tuple[dict[str, dict[Any, str]], dict[Any, str]]:
+    """``({mc_key: {qid: answer}}, {qid: direct answer})``; a plain string is the answer
+    for both MC and DA."""
+    mc: dict[str, dict[Any, str]] = {}
     da: dict[Any, str] = {}
     for qid, p in predictions.items():
         if isinstance(p, Mapping):
-            unknown = set(p) - {"multiple_choice", "direct_answer"}
-            if unknown:
-                raise KeyError(f"prediction for {qid!r} has unknown keys {sorted(unknown)}")
-            if "multiple_choice" in p:
-                mc[qid] = p["multiple_choice"]
-            if "direct_answer" in p:
-                da[qid] = p["direct_answer"]
+            for key, value in p.items():
+                if key != "direct_answer" and not (key == MC_PREFIX or key.startswith(MC_PREFIX + "_")):
+                    raise KeyError(f"prediction for {qid!r} has an unknown key {key!r} (expected "
+                                   "'multiple_choice', 'direct_answer' or 'multiple_choice_<name>')")
+                if not isinstance(value, str):
+                    raise TypeError(f"prediction {key!r} for {qid!r} must be a string, "
+                                    f"got {type(value).__name__}")
+                if key == "direct_answer":
+                    da[qid] = value
+                else:
+                    mc.setdefault(key, {})[qid] = value
         elif isinstance(p, str):
-            mc[qid] = p
+            mc.setdefault(MC_PREFIX, {})[qid] = p
             da[qid] = p
         else:
             raise TypeError(f"prediction for {qid!r} must be a dict or a string, "
@@ -160,66 +174,94 @@ def _split_predictions(predictions: Mapping[Any, Any]) -> tuple[dict[Any, str], 
     return mc, da
 
 
+def _difficult(entry: Mapping[str, Any]) -> bool:
+    # The script keeps a question for DA when ``difficult_direct_answer is False``.
+    return entry.get("difficult_direct_answer", False) is not False
+
+
 def evaluate_aokvqa(
     predictions: Mapping[Any, Any],
     dataset: Mapping[Any, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
     *,
-    normalize: bool = False,
-    map_choices: bool = False,
     missing: Missing = "zero",
-    ndigits: int = 2,
 ) -> dict[str, Any]:
-    """MC and DA accuracy of ``predictions``.
+    """MC and DA accuracy of ``predictions`` - the one A-OKVQA score (module docstring).
 
     ``predictions``: ``{question_id: {"multiple_choice": str, "direct_answer": str}}``
-    (the leaderboard format; either key may be absent) or ``{question_id: str}`` (the same
-    answer for both). ``dataset``: the A-OKVQA json list or ``{question_id: entry}``.
-    ``map_choices=True`` maps MC answers that are not among the choices with
-    :func:`map_to_choice` first. Fractions at the top level; the official percentages
-    under ``"official"`` (``mc``, ``da``). A metric is absent when no prediction has it.
+    (the leaderboard format; either key may be absent; extra ``multiple_choice_<name>``
+    keys are scored too) or ``{question_id: str}`` (the same answer for both).
+    ``dataset``: the A-OKVQA json list or ``{question_id: entry}``; every question in it
+    counts. ``missing``: ``"zero"`` (official: unpredicted questions score 0), ``"error"``
+    or ``"ignore"`` (score the predicted questions only - not an official figure).
+    Returns fractions (``mc_accuracy``, ``da_accuracy``, ...), ``per_question`` MC / DA
+    scores, and ``"official"`` percentages.
     """
     gts = index_annotations(dataset, "question_id", container_key=None)
     mc, da = _split_predictions(predictions)
-    for name, preds in (("multiple_choice", mc), ("direct_answer", da)):
-        unknown = [q for q in preds if q not in gts]
-        if unknown:
-            raise KeyError(f"{len(unknown)} {name} predictions for question ids not in the "
-                           f"dataset, e.g. {unknown[:3]!r}")
+    unknown = [q for q in predictions if q not in gts]
+    if unknown:
+        raise unknown_ids_error(unknown, gts, "A-OKVQA question", "dataset")
+    if missing not in MISSING_CHOICES:
+        raise ValueError(f"missing must be one of {MISSING_CHOICES}, got {missing!r}")
     out: dict[str, Any] = {}
     official: dict[str, float] = {}
-    if mc:
-        ids = match_ids(mc, gts, missing, "A-OKVQA question")
-        scores = []
-        for q in ids:
+    per_question: dict[str, dict[Any, float]] = {}
+
+    def questions(preds: Mapping[Any, str], what: str, keep: Any) -> list[Any]:
+        ids = [q for q in gts if keep(gts[q])]
+        absent = [q for q in ids if q not in preds]
+        if absent and missing == "error":
+            raise ValueError(f"{len(absent)} A-OKVQA questions have no {what} prediction, e.g. "
+                             f"{absent[:3]!r} (pass missing='zero' or missing='ignore')")
+        return [q for q in ids if q in preds] if missing == "ignore" else ids
+
+    for key in sorted(mc, key=lambda k: (k != MC_PREFIX, k)):
+        preds = mc[key]
+        suffix = key[len(MC_PREFIX):]
+        scores: list[float] = []
+        off_choice = 0
+        per_q: dict[Any, float] = {}
+        for q in questions(preds, key, lambda e: True):
             e = gts[q]
             for k in ("choices", "correct_choice_idx"):
                 if k not in e:
                     raise KeyError(f"question {q!r} has no {k!r} (needed for MC)")
-            pred = mc.get(q)
-            if pred is not None and map_choices:
-                pred = map_to_choice(pred, e["choices"])
-            scores.append(float(pred is not None and pred == e["choices"][e["correct_choice_idx"]]))
-        out["mc_accuracy"] = mean(scores)
-        out["mc_num_questions"] = len(scores)
-        official["mc"] = official_pct(scores, ndigits)
+            if q not in preds:
+                acc = 0.0
+            else:
+                off_choice += preds[q] not in e["choices"]
+                acc = float(preds[q] == e["choices"][e["correct_choice_idx"]])
+            scores.append(acc)
+            per_q[q] = acc
+        if not scores:
+            continue
+        out[f"mc_accuracy{suffix}"] = mean(scores)
+        if not suffix:
+            out["mc_num_questions"] = len(scores)
+            out["mc_off_choice"] = off_choice
+            official["mc"] = percent_of_mean(scores)
+            per_question["mc"] = per_q
     if da:
-        ids = match_ids(da, gts, missing, "A-OKVQA question")
-        easy, hard = [], []
-        for q in ids:
-            e = gts[q]
-            if "direct_answers" not in e:
+        for q in gts:
+            if "direct_answers" not in gts[q]:
                 raise KeyError(f"question {q!r} has no 'direct_answers' (needed for DA)")
-            acc = da_accuracy(da[q], e["direct_answers"], normalize=normalize) if q in da else 0.0
-            (hard if e.get("difficult_direct_answer", False) else easy).append(acc)
+        easy = questions(da, "direct_answer", lambda e: not _difficult(e))
+        hard = questions(da, "direct_answer", _difficult)
+        score = {q: (da_accuracy(da[q], gts[q]["direct_answers"]) if q in da else 0.0)
+                 for q in easy + hard}
         if easy:
-            out["da_accuracy"] = mean(easy)
-            official["da"] = official_pct(easy, ndigits)
-        out["da_accuracy_all"] = mean(easy + hard)
+            out["da_accuracy"] = mean([score[q] for q in easy])
+            official["da"] = percent_of_mean([score[q] for q in easy])
+        everything = [score[q] for q in gts if q in score]
+        if everything:
+            out["da_accuracy_all"] = mean(everything)
         if hard:
-            out["da_accuracy_difficult"] = mean(hard)
+            out["da_accuracy_difficult"] = mean([score[q] for q in hard])
         out["da_num_questions"] = len(easy)
         out["da_num_difficult"] = len(hard)
+        per_question["da"] = {q: score[q] for q in easy}
     if not out:
         raise ValueError("evaluate_aokvqa: no prediction to evaluate")
+    out["per_question"] = per_question
     out["official"] = official
     return out

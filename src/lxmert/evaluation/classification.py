@@ -16,13 +16,15 @@ used it:
   trapezoidal area scikit-learn's ``roc_auc_score`` gives. NaN when a class is absent.
 * :func:`average_precision`: ``sum_k (R_k - R_{k-1}) P_k`` over the distinct score
   thresholds in decreasing order (tied scores enter together), scikit-learn's
-  ``average_precision_score`` (no interpolation). NaN when there is no positive.
+  ``average_precision_score`` (no interpolation, computed in its order of operations).
+  NaN when there is no positive.
 * :func:`evaluate_classification`: all of the above for single- or multi-label outputs.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -90,26 +92,28 @@ def roc_auc(y_true: Any, scores: Any) -> float:
 
 def average_precision(y_true: Any, scores: Any) -> float:
     """Average precision (area under the step precision-recall curve, no interpolation);
-    tied scores form one threshold. NaN when there is no positive."""
+    tied scores form one threshold. NaN when there is no positive.
+
+    Computed in the order of scikit-learn's ``average_precision_score`` (descending stable
+    sort, one point per distinct score, ``-sum(diff(recall) * precision[:-1])`` over the
+    reversed curve), so the VizWiz figure equals the official code's to the last bit in
+    practice (scikit-learn >= 1.1 returns 0 instead of NaN without positives)."""
     y = _binary_labels(y_true)
     s = _as_1d(scores, "scores").astype(np.float64)
     if len(y) != len(s):
         raise ValueError(f"y_true has {len(y)} elements but scores has {len(s)}")
     if np.isnan(s).any():
         raise ValueError("scores contain NaN")
-    n_pos = int(y.sum())
-    if n_pos == 0:
+    if int(y.sum()) == 0:
         return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    # Last index of each run of equal scores = one threshold.
-    last = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), len(s) - 1]
-    tp = np.cumsum(y_sorted)[last].astype(np.float64)
-    fp = (last + 1) - tp
-    precision = tp / (tp + fp)
-    recall = tp / n_pos
-    recall_prev = np.r_[0.0, recall[:-1]]
-    return float(np.sum((recall - recall_prev) * precision))
+    order = np.argsort(s, kind="mergesort")[::-1]
+    s_sorted, y_sorted = s[order], y[order].astype(np.float64)
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s) - 1]
+    tps = np.cumsum(y_sorted, dtype=np.float64)[last]
+    fps = 1 + last - tps
+    precision = np.r_[(tps / (tps + fps))[::-1], 1.0]
+    recall = np.r_[(tps / tps[-1])[::-1], 0.0]
+    return float(-np.sum(np.diff(recall) * precision[:-1]))
 
 
 def accuracy(y_true: Any, y_pred: Any) -> float:

@@ -32,14 +32,18 @@ import json
 import math
 import os
 import tempfile
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .nlvr2 import to_bool
 
 __all__ = [
     "TASKS",
     "atomic_open",
+    "read_gqa_attentions",
+    "read_nlvr2_predictions",
     "read_predictions",
     "read_vizwiz_predictions",
     "write_aokvqa_submission",
@@ -299,20 +303,57 @@ def _rows_to_map(path: Path, rows: Any, id_key: str, value_key: str) -> dict[Any
     return out
 
 
-def _read_nlvr2_csv(path: Path) -> dict[str, bool]:
-    out: dict[str, bool] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(",")
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 'identifier,True|False', got {line!r}")
-            ident, label = parts
-            if ident in out:
-                raise ValueError(f"{path}:{lineno}: identifier {ident!r} repeated")
-            out[ident] = to_bool(label, f"{path}:{lineno}")
+def read_nlvr2_predictions(path: PathLike, *, strict: bool = True) -> dict[str, Any]:
+    """NLVR2 predictions csv -> ``{identifier: prediction}``, read as lil-lab/nlvr
+    ``metrics.py`` reads it: per line, ``line.strip().split(",")``, field 0 the identifier,
+    field 1 the prediction (later fields ignored), compared ``.lower()`` with the label.
+
+    What the official script cannot read is always an error naming the line: a blank
+    line or a line without a comma (it stops with an IndexError), a repeated identifier
+    (it silently keeps the last). With ``strict`` (default) so is what it would read but
+    never score right: a prediction other than true/false in any case (``1``, ``0``,
+    `` True``, ``yes``) and an identifier with surrounding spaces or a byte-order mark
+    (it would not find the example). ``strict=False`` keeps those as the raw text, which
+    :func:`~lxmert.evaluation.nlvr2.evaluate_nlvr2` scores wrong as the official script
+    does, and warns once naming the first offending line.
+
+    Valid predictions come back as bools; kept invalid ones as the text read.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"prediction file not found: {p}")
+    out: dict[str, Any] = {}
+    first_bad: str | None = None
+    n_bad = 0
+    # Text mode with universal newlines and iteration by line: exactly the official
+    # ``open(...).readlines()`` (str.splitlines would also split on \x0b, \x1c, \u2028 ...).
+    with open(p, encoding="utf-8") as f:
+        lines = list(f)
+    for lineno, line in enumerate(lines, 1):
+        splits = line.strip().split(",")
+        if len(splits) < 2:
+            what = "blank line" if not line.strip() else f"no comma in {line!r}"
+            raise ValueError(f"{p}:{lineno}: {what}: expected 'identifier,True|False' "
+                             "(the official metrics.py stops here)")
+        ident, value = splits[0], splits[1]
+        problem = None
+        if ident != ident.strip() or ident.startswith("\ufeff"):
+            problem = (f"identifier {ident!r} has surrounding spaces or a byte-order mark: the "
+                       "official script would not find the example")
+        elif value.lower() not in ("true", "false"):
+            problem = (f"prediction {value!r} is neither True nor False: the official script "
+                       "scores it wrong whatever the label")
+        if problem is not None:
+            if strict:
+                raise ValueError(f"{p}:{lineno}: {problem}")
+            n_bad += 1
+            first_bad = first_bad or f"{p}:{lineno}: {problem}"
+        if ident in out:
+            raise ValueError(f"{p}:{lineno}: identifier {ident!r} repeated")
+        out[ident] = (value.lower() == "true") if value.lower() in ("true", "false") else value
+    if first_bad is not None:
+        warnings.warn(f"{n_bad} line(s) the official script scores wrong or cannot match; "
+                      f"first: {first_bad}", stacklevel=2)
     return out
 
 
@@ -371,10 +412,11 @@ def _detect_task(path: Path, data: Any) -> str:
     raise ValueError(f"{path}: cannot tell which task this prediction file is for; pass task=")
 
 
-def read_predictions(path: PathLike, task: str | None = None) -> dict[Any, Any]:
+def read_predictions(path: PathLike, task: str | None = None, *, strict: bool = True) -> dict[Any, Any]:
     """Read a prediction file into ``{id: prediction}``.
 
-    vqa -> ``{int: str}``; gqa -> ``{str: str}``; nlvr2 (csv) -> ``{identifier: bool}``;
+    vqa -> ``{int: str}``; gqa -> ``{str: str}``; nlvr2 (csv) -> ``{identifier: bool}``
+    (:func:`read_nlvr2_predictions`; ``strict`` is its option);
     aokvqa -> ``{qid: {"multiple_choice"?, "direct_answer"?}}``; vizwiz -> ``{image: str}``
     (see :func:`read_vizwiz_predictions` for answerability); classification (.jsonl/.csv)
     -> ``{id: {"label": ..., "scores"?: ...}}``. ``task=None`` guesses from the file.
@@ -393,7 +435,7 @@ def read_predictions(path: PathLike, task: str | None = None) -> dict[Any, Any]:
                 first = f.readline()
             if first.startswith("id,label"):
                 return _read_classification(p)
-        return _read_nlvr2_csv(p)
+        return read_nlvr2_predictions(p, strict=strict)
     data = _load_json(p)
     task = task or _detect_task(p, data)
     if task == "vqa":
@@ -417,6 +459,23 @@ def read_predictions(path: PathLike, task: str | None = None) -> dict[Any, Any]:
                 raise KeyError(f"{p}: entry {q!r} needs 'multiple_choice' and/or 'direct_answer'")
         return data
     raise ValueError(f"{p}: task {task!r} has no JSON prediction format")
+
+
+def read_gqa_attentions(path: PathLike) -> dict[str, Any]:
+    """GQA attention maps for the grounding score: the official ``eval.py`` file, a JSON
+    list ``[{"questionId": str, "attention": ...}]`` (the attention is a list of
+    ``[x0, y0, x1, y1, weight]`` boxes or an S x S grid, see
+    :func:`lxmert.evaluation.gqa.evaluate_gqa`) -> ``{questionId: attention}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"attention file not found: {p}")
+    data = _load_json(p)
+    out = _rows_to_map(p, data, "questionId", "attention")
+    for q, a in out.items():
+        if not isinstance(a, list):
+            raise ValueError(f"{p}: attention of questionId {q!r} must be a list, "
+                             f"got {type(a).__name__}")
+    return {str(q): a for q, a in out.items()}
 
 
 def read_vizwiz_predictions(path: PathLike) -> tuple[dict[str, str], dict[str, float] | None]:

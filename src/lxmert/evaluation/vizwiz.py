@@ -1,40 +1,77 @@
 """VizWiz-VQA evaluation: answer accuracy and answerability.
 
-Follows the VizWiz challenge's evaluation code (``VQAEval`` of the VizWiz API, Qing Li,
-linked from vizwiz.org/tasks-and-datasets/vqa):
+Follows ``vqaEval.py`` of the VizWiz API (Qing Li; the evaluation code linked from
+vizwiz.org/tasks-and-datasets/vqa), which is a copy of an early VQA script and keeps that
+script's rules:
 
-* accuracy: the predicted answer is normalised as in the VQA script (punctuation,
-  digits, articles, contractions - :func:`lxmert.evaluation.vqa.normalize_answer`); the ten
-  ground-truth answers are compared as given (``normalize_gt=True`` also normalises them,
-  useful for raw crowd answers); accuracy = mean over the ten leave-one-out subsets of
-  ``min(1, #matches / 3)``. "unanswerable" is an ordinary answer string. Reported overall
-  and per ``answer_type`` ("yes/no", "number", "other", "unanswerable").
-* answerability (``evaluate_unanswerability`` in the official code): the model gives
-  ``p(answerable)``; the official figures are the average precision and the F1 (at 0.5)
-  of *unanswerability*, i.e. with positives ``answerable == 0`` and scores
-  ``1 - p(answerable)``. We report those (``unanswerable_ap``, ``unanswerable_f1``) and also
-  the AP of answerability itself (``answerable_ap``). AP is computed by
-  :func:`lxmert.evaluation.classification.average_precision` (scikit-learn's definition,
-  which the official code calls). Without a separate probability,
-  ``answerable_scores="from_answers"`` derives a hard 0/1 answerability from the predicted
-  answer (answerable unless it normalises to "unanswerable"), as later versions of the
-  official code do for generative models.
+* accuracy: the prediction is cleaned (newlines/tabs, strip) and fully normalised
+  (punctuation, number words, articles, contractions) with the VizWiz contractions table,
+  :data:`VIZWIZ_CONTRACTIONS`; the ten ground-truth answers are compared exactly as they
+  are in the annotation file (no cleaning, no normalisation, whatever they contain);
+  accuracy = mean over the annotators of ``min(1, #matching others / 3)``, the annotators
+  told apart by position. "unanswerable" is an ordinary answer string. Reported overall
+  and per ``answer_type`` (``round(100*sum/n, 2)`` in the printout).
+  ``normalize_gt=True`` also normalises the ground truth - NOT the official setting.
+* the contractions table: VizWiz's restores the typographic apostrophe (U+2019, ``’``) in
+  almost every entry where the VQA table (:data:`lxmert.evaluation.vqa.CONTRACTIONS`) has a
+  straight one: ``dont`` -> ``don’t``, so a prediction ``dont`` does not match a
+  ground-truth ``don't``. Eight values keep the straight apostrophe (``ain't``, ``aren't``,
+  ``can't``, ``could've``, ``couldn't``, ``we've``, ``where's``, ``who've``) and two keys
+  keep it (``couldn'tve``, ``hadn'tve``), exactly as in the VizWiz file.
+* answerability (``evaluate_unanswerability``): from the ``answerable`` probability of each
+  prediction, the average precision and the F1 (at ``1 - p > 0.5``) of *unanswerability*
+  (positives ``answerable == 0``, scores ``1 - p``), computed like scikit-learn's
+  ``average_precision_score`` and ``f1_score`` that the official code calls:
+  ``unanswerable_ap``, ``unanswerable_f1``. The AP of answerability itself
+  (``answerable_ap``) is reported too (not an official figure). Without a separate
+  probability, ``answerable_scores="from_answers"`` derives a hard 0/1 answerability from
+  the predicted answer (answerable unless it normalises to "unanswerable"), as the later
+  VizWiz code for generative models does.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
-from ._common import Missing, index_annotations, match_ids, mean, official_pct
+from .aggregate import mean, rounded_percent
+from .answer_normalization import AnswerNormalizer
 from .classification import average_precision, f1_scores
-from .vqa import leave_one_out_accuracy, normalize_answer
+from .ids import Missing, index_annotations, match_ids
+from .vqa import CONTRACTIONS, leave_one_out_accuracy
 
-__all__ = ["ANSWER_TYPES", "evaluate_vizwiz", "vizwiz_accuracy"]
+__all__ = [
+    "ANSWER_TYPES",
+    "VIZWIZ_CONTRACTIONS",
+    "VIZWIZ_NORMALIZER",
+    "evaluate_vizwiz",
+    "normalize_vizwiz_answer",
+    "vizwiz_accuracy",
+]
 
 ANSWER_TYPES = ("yes/no", "number", "other", "unanswerable")
+
+_CURLY = "\u2019"
+# Where the VizWiz file kept the straight apostrophe of the original table.
+_STRAIGHT_VALUES = frozenset({"aint", "arent", "cant", "couldve", "couldnt", "weve", "wheres", "whove"})
+_STRAIGHT_KEYS = frozenset({"couldn'tve", "hadn'tve"})
+
+#: The VizWiz API's contractions table (see the module docstring for how it differs).
+VIZWIZ_CONTRACTIONS: dict[str, str] = {
+    (k if k in _STRAIGHT_KEYS else k.replace("'", _CURLY)):
+        (v if k in _STRAIGHT_VALUES else v.replace("'", _CURLY))
+    for k, v in CONTRACTIONS.items()
+}
+
+VIZWIZ_NORMALIZER = AnswerNormalizer("vizwiz", VIZWIZ_CONTRACTIONS)
+
+
+def normalize_vizwiz_answer(answer: str) -> str:
+    """The VizWiz script's normalisation of a prediction (VizWiz contractions table)."""
+    return VIZWIZ_NORMALIZER.normalize(answer)
 
 
 def _answers(entry: Mapping[str, Any], where: str) -> list[str]:
@@ -56,8 +93,10 @@ def _answers(entry: Mapping[str, Any], where: str) -> list[str]:
 
 def vizwiz_accuracy(prediction: str, answers: list[str], *, normalize_gt: bool = False) -> float:
     """Official per-question VizWiz accuracy (leave-one-out over the given answers)."""
-    gts = [normalize_answer(a) for a in answers] if normalize_gt else answers
-    return leave_one_out_accuracy(normalize_answer(prediction), gts)
+    if not isinstance(prediction, str):
+        raise TypeError(f"prediction must be a string, got {type(prediction).__name__}")
+    gts = [normalize_vizwiz_answer(a) for a in answers] if normalize_gt else answers
+    return leave_one_out_accuracy(normalize_vizwiz_answer(prediction), gts)
 
 
 def evaluate_vizwiz(
@@ -73,7 +112,8 @@ def evaluate_vizwiz(
     ``answerable_scores`` (``{image: p(answerable)}``) is given, answerability AP/F1.
 
     ``annotations``: the VizWiz json list (entries with ``image``, ``answers``,
-    ``answer_type``, ``answerable``) or ``{image: entry}``.
+    ``answer_type``, ``answerable``) or ``{image: entry}``. Fractions at the top level
+    (and ``per_question``); the official printout (percent) under ``"official"``.
     """
     gts = index_annotations(annotations, "image", container_key=None)
     out: dict[str, Any] = {}
@@ -81,6 +121,7 @@ def evaluate_vizwiz(
     if predictions:
         ids = match_ids(predictions, gts, missing, "VizWiz image")
         accs: list[float] = []
+        per_q: dict[str, float] = {}
         per_type: dict[str, list[float]] = defaultdict(list)
         for img in ids:
             e = gts[img]
@@ -88,21 +129,23 @@ def evaluate_vizwiz(
                                    normalize_gt=normalize_gt)
                    if img in predictions else 0.0)
             accs.append(acc)
+            per_q[img] = acc
             if "answer_type" in e:
                 per_type[e["answer_type"]].append(acc)
         if not accs:
             raise ValueError("evaluate_vizwiz: nothing to evaluate")
         out["accuracy"] = mean(accs)
         out["per_answer_type"] = {k: mean(v) for k, v in per_type.items()}
+        out["per_question"] = per_q
         out["num_questions"] = len(accs)
-        official["overall"] = official_pct(accs, ndigits)
-        official["perAnswerType"] = {k: official_pct(v, ndigits) for k, v in per_type.items()}
+        official["overall"] = rounded_percent(accs, ndigits)
+        official["perAnswerType"] = {k: rounded_percent(v, ndigits) for k, v in per_type.items()}
     if isinstance(answerable_scores, str):
         if answerable_scores != "from_answers":
             raise ValueError(f"answerable_scores must be a mapping, 'from_answers' or None, "
                              f"got {answerable_scores!r}")
         answerable_scores = {
-            img: float(normalize_answer(a) != "unanswerable") for img, a in predictions.items()
+            img: float(normalize_vizwiz_answer(a) != "unanswerable") for img, a in predictions.items()
         }
     if answerable_scores is not None:
         ids = match_ids(answerable_scores, gts, missing, "VizWiz image")

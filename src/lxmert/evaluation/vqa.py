@@ -1,59 +1,71 @@
-"""The official VQA v2 evaluation, the release's training targets and its quick metric.
+"""The official VQA v2 evaluation (both eras), the release's training targets and quick metric.
 
-What this module follows, and where it deliberately keeps the official quirks:
+Accuracy follows ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of the official VQA API
+(GT-Vision-Lab/VQA). Two versions of its per-question rules exist, selected by ``rules``:
 
-* :func:`process_punctuation`, :func:`process_digit_article`, :data:`CONTRACTIONS`,
-  :data:`MANUAL_MAP`, :data:`ARTICLES`, :data:`PUNCTUATION` reproduce
-  ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of the official VQA API
-  (GT-Vision-Lab/VQA, master), character for character in behaviour:
+* ``"master"`` (default) - the repository's master since the 2021 commit "Fixed processing
+  answers bug" (a013f00): newlines/tabs -> spaces and ``strip()`` on the prediction and on
+  every ground-truth answer; then, ONLY when the (cleaned) ten answers are not all
+  identical, the full normalisation (punctuation, then number words / articles /
+  contractions) on each ground-truth answer AND on the prediction. When they are all
+  identical nothing else happens: ``"No"`` against ten ``"no"`` scores 0.
+* ``"legacy"`` - the rules before that commit (still those of the repository's
+  ``python3`` branch, c4e6a0e): the prediction is always cleaned and fully normalised; the
+  ground-truth answers are not cleaned, and only when they are not all identical they get
+  the punctuation step (never the digits/articles step). Numbers published before 2021,
+  the LXMERT release's among them, were computed with these rules.
 
-  - a punctuation mark is *deleted* when it touches a space in the input or the input
-    contains a comma between two digits ("1,000" -> "1000"), otherwise it becomes a space
-    ("black/white" -> "black white");
-  - a period not followed by a digit is deleted ("2.5" keeps its period); the official
-    pattern ``(?!<=\\d)(\\.)(?!\\d)`` is a (buggy) look-ahead, kept as is, and the official
-    call passes ``re.UNICODE`` where ``count`` goes, so at most 32 periods are removed;
-  - words are lower-cased, number words "none"/"zero".."ten" become digits, the articles
-    a/an/the are dropped, then the contractions table is applied (its keys with capitals,
-    such as "Im", can never match after lower-casing - as in the official script).
+Then, in both: accuracy of a question = mean over the annotators of
+``min(1, #other annotators whose answer equals the prediction / 3)``. "Other" is decided
+the official way, by comparing whole answer records (``item != gtAnsDatum``): the official
+annotation files give every answer a distinct ``answer_id``, so this is leave-one-out; two
+identical records (possible only in hand-made files without ``answer_id``) exclude each
+other. Plain-string answers count as distinct annotators. Overall, per answer type and per
+question type are means of the per-question values (question order as in the annotations);
+the official printout ``round(100*sum/n, 2)`` is returned under ``"official"``.
 
-* :func:`vqa_accuracy` / :func:`evaluate_vqa`: the prediction is normalised with both
-  steps; the ten ground-truth answers get only the punctuation step and only when they
-  disagree (``len(set(answers)) > 1``), exactly as the official script does (the released
-  annotations are already normalised). Accuracy of a question = mean over the ten
-  leave-one-out subsets of ``min(1, #matches among the other nine / 3)``; overall, per
-  answer type and per question type are means of these per-question values. The official
-  report (percent, rounded to 2 decimals) is returned under ``"official"``.
+The normalisation steps are in :mod:`lxmert.evaluation.answer_normalization`;
+:func:`normalize_vqa_answer` is the full one (what the script applies to a prediction). It
+is NOT :func:`lxmert.text.normalize_answer`, the release's matching of answers to the
+answer table.
 
-* :func:`vqa_soft_score` / :func:`soft_scores`: the bottom-up-attention preprocessing that
-  the LXMERT release reused for training targets: an answer given by 0/1/2/3/>=4 of the
-  ten annotators scores 0/0.3/0.6/0.9/1.0. These values equal the official leave-one-out
-  accuracy of that answer (for m matching annotators, ``(m*min(1,(m-1)/3) +
-  (10-m)*min(1,m/3))/10``), which is why the release's quick metric tracks the official one.
-
-* :func:`label_score`: the release's ``VQAEvaluator.evaluate`` used during fine-tuning -
-  the sum over questions of the soft label score of the predicted answer, divided by the
-  number of predictions.
+Also here, because they are the same numbers: :func:`vqa_soft_score` / :func:`soft_scores`,
+the bottom-up-attention preprocessing the LXMERT release reused for training targets
+(0/1/2/3/>=4 of ten annotators -> 0/0.3/0.6/0.9/1.0, the official accuracy of that answer),
+and :func:`label_score`, the release's quick metric (``VQAEvaluator.evaluate``: the sum of
+the predicted answers' soft labels over the number of predictions).
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
+import itertools
+import operator
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
-from ._common import Missing, index_annotations, match_ids, mean, official_pct
+from .aggregate import mean, rounded_percent
+from .answer_normalization import (
+    ARTICLES,
+    MANUAL_MAP,
+    PUNCTUATION,
+    AnswerNormalizer,
+    clean_whitespace,
+    process_punctuation,
+)
+from .ids import Missing, index_annotations, match_ids
 
 __all__ = [
     "ARTICLES",
     "CONTRACTIONS",
     "MANUAL_MAP",
     "PUNCTUATION",
+    "VQA_NORMALIZER",
+    "VQA_RULES",
     "evaluate_vqa",
     "label_score",
     "leave_one_out_accuracy",
-    "normalize_answer",
+    "normalize_vqa_answer",
     "process_digit_article",
     "process_punctuation",
     "soft_scores",
@@ -61,10 +73,13 @@ __all__ = [
     "vqa_soft_score",
 ]
 
+Rules = Literal["master", "legacy"]
+VQA_RULES: tuple[str, ...] = ("master", "legacy")
 
-# The official contractions table (vqaEval.py). Keys are what annotators typed without the
-# apostrophe; values restore it. Kept complete and in the official spelling, including the
-# odd entries ("somebody'd" -> "somebodyd") and the capitalised keys that never match.
+
+# The contractions table of the VQA master script. Keys are what annotators typed without
+# the apostrophe; values restore it. Kept complete and in the official spelling, including
+# the odd entries ("somebody'd" -> "somebodyd") and the capitalised keys that never match.
 CONTRACTIONS: dict[str, str] = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've",
     "couldnt": "couldn't", "couldn'tve": "couldn't've", "couldnt've": "couldn't've",
@@ -101,95 +116,91 @@ CONTRACTIONS: dict[str, str] = {
     "youre": "you're", "youve": "you've",
 }
 
-# Number words -> digits ("manualMap" of the official script).
-MANUAL_MAP: dict[str, str] = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
-}
+VQA_NORMALIZER = AnswerNormalizer("vqa", CONTRACTIONS)
 
-ARTICLES: frozenset[str] = frozenset({"a", "an", "the"})
-
-# The official list, in its order (the order matters: each mark is decided on the
-# *original* text but replaced in the running output).
-PUNCTUATION: tuple[str, ...] = (
-    ";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-",
-    ">", "<", "@", "`", ",", "?", "!",
-)
-
-_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
-# vqaEval.py calls ``periodStrip.sub("", text, re.UNICODE)``: the flag lands in ``count``.
-_OFFICIAL_PERIOD_COUNT = int(re.UNICODE)
+#: Official ``processDigitArticle`` with the VQA table (memoised).
+process_digit_article = VQA_NORMALIZER.process_digit_article
 
 
-@lru_cache(maxsize=1 << 16)
-def process_punctuation(text: str) -> str:
-    """Official ``processPunctuation``: delete or space out punctuation, strip periods.
-
-    Memoised: answers repeat a lot (a few thousand distinct strings cover a split), which
-    makes a full VQA val evaluation several times faster than recomputing.
-
-    A mark is deleted when the input has it next to a space or the input has a comma
-    between digits; otherwise it is replaced by a space. Periods not followed by a digit
-    are removed (at most 32, as the official call does).
-    """
-    out = text
-    has_digit_comma = _COMMA_STRIP.search(text) is not None
-    for p in PUNCTUATION:
-        if (p + " " in text or " " + p in text) or has_digit_comma:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
-    return _PERIOD_STRIP.sub("", out, count=_OFFICIAL_PERIOD_COUNT)
+def normalize_vqa_answer(answer: str) -> str:
+    """The full normalisation of the official VQA script: newlines/tabs -> spaces, strip,
+    :func:`process_punctuation`, :func:`process_digit_article` (``"  The two\\tDogs."`` ->
+    ``"2 dogs"``)."""
+    return VQA_NORMALIZER.normalize(answer)
 
 
-def process_digit_article(text: str) -> str:
-    """Official ``processDigitArticle``: lower-case, number words -> digits, drop
-    articles, restore contractions, join with single spaces."""
-    words = [MANUAL_MAP.get(w, w) for w in text.lower().split()]
-    words = [w for w in words if w not in ARTICLES]
-    return " ".join(CONTRACTIONS.get(w, w) for w in words)
+def _check_rules(rules: str) -> None:
+    if rules not in VQA_RULES:
+        raise ValueError(f"VQA rules must be one of {VQA_RULES}, got {rules!r}")
 
 
-@lru_cache(maxsize=1 << 16)
-def normalize_answer(answer: str) -> str:
-    """The full normalisation the official script applies to a *predicted* answer:
-    newlines/tabs -> spaces, strip, :func:`process_punctuation`, :func:`process_digit_article`."""
-    answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(answer))
+def leave_one_out_accuracy(
+    prediction: str,
+    answers: Sequence[str],
+    records: Sequence[Any] | None = None,
+) -> float:
+    """Mean over the annotators of ``min(1, #matching *other* annotators / 3)``.
 
-
-def leave_one_out_accuracy(prediction: str, answers: Sequence[str]) -> float:
-    """Mean over the leave-one-out subsets of ``min(1, #matches in the subset / 3)``.
-
-    Strings are compared as given (no normalisation here). With ten answers of which
-    ``m`` match: m=1 -> 0.3, m=2 -> 0.6, m=3 -> 0.9, m>=4 -> 1.0.
+    Strings are compared as given (no normalisation here). ``records``: one per answer,
+    what the official script compares to decide which annotators are "other" (the answer
+    dicts without their ``answer``); ``None`` makes every answer a distinct annotator.
+    With ten distinct annotators of which ``m`` match: m=1 -> 0.3, 2 -> 0.6, 3 -> 0.9,
+    >=4 -> 1.0.
     """
     n = len(answers)
     if n == 0:
         raise ValueError("leave_one_out_accuracy: no ground-truth answers")
-    matches = sum(1 for a in answers if a == prediction)
+    if records is not None and len(records) != n:
+        raise ValueError(f"{n} answers but {len(records)} records")
+    hit = [a == prediction for a in answers]
+    matches = sum(hit)
     total = 0.0
-    for a in answers:
-        others = matches - (1 if a == prediction else 0)
+    if records is None:
+        # Two possible terms; added in annotator order like the official loop, so the sum
+        # is bit-identical.
+        on_hit, on_miss = min(1.0, (matches - 1) / 3.0), min(1.0, matches / 3.0)
+        for h in hit:
+            total += on_hit if h else on_miss
+        return total / n
+    for i in range(n):
+        others = matches
+        if hit[i]:
+            # The official ``item != gtAnsDatum`` drops every record equal to this one
+            # (itself included); equal records have equal answers, so only hits count.
+            others -= sum(1 for j in range(n) if hit[j] and records[j] == records[i])
         total += min(1.0, others / 3.0)
     return total / n
 
 
-def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
-    """Official per-question VQA accuracy of ``prediction`` against the annotators' answers.
+def _per_question(prediction: str, answers: Sequence[str], records: Sequence[Any] | None,
+                  rules: str) -> float:
+    if rules == "master":
+        res = clean_whitespace(prediction)
+        gts = list(map(clean_whitespace, answers))
+        if len(set(gts)) > 1:
+            gts = list(map(VQA_NORMALIZER.process_answer, gts))
+            res = VQA_NORMALIZER.process_answer(res)
+    else:
+        res = normalize_vqa_answer(prediction)
+        gts = list(answers)
+        if len(set(gts)) > 1:
+            gts = list(map(process_punctuation, gts))
+    return leave_one_out_accuracy(res, gts, records)
 
-    The prediction is fully normalised (:func:`normalize_answer`); the ground-truth answers
-    only get :func:`process_punctuation`, and only when they are not all identical - the
-    official behaviour (annotations are shipped normalised already).
-    """
+
+def vqa_accuracy(
+    prediction: str,
+    answers: Sequence[str | Mapping[str, Any]],
+    *,
+    rules: Rules = "master",
+) -> float:
+    """Official per-question VQA accuracy of ``prediction`` against the annotators' answers
+    (strings, or the official answer dicts) under ``rules`` (see the module docstring)."""
+    _check_rules(rules)
     if not isinstance(prediction, str):
         raise TypeError(f"prediction must be a string, got {type(prediction).__name__}")
-    pred = normalize_answer(prediction)
-    gts = list(answers)
-    if len(set(gts)) > 1:
-        gts = [process_punctuation(a) for a in gts]
-    return leave_one_out_accuracy(pred, gts)
+    texts, records = _gt_answers({"answers": answers}, "answers")
+    return _per_question(prediction, texts, records, rules)
 
 
 def vqa_soft_score(count: int) -> float:
@@ -213,7 +224,7 @@ def soft_scores(
 
     ``answers`` are strings or official answer dicts (``{"answer": ...}``). Answers are
     counted as given, as the preprocessing script does (VQA annotations are normalised
-    already); ``normalize=True`` applies :func:`normalize_answer` first. With
+    already); ``normalize=True`` applies :func:`normalize_vqa_answer` first. With
     ``vocabulary`` (an answer table or any container of answers) answers outside it are
     dropped, as the release's targets only cover the answer head's vocabulary.
     """
@@ -225,7 +236,7 @@ def soft_scores(
             a = a["answer"]
         if not isinstance(a, str):
             raise TypeError(f"answer #{i} must be a string, got {type(a).__name__}")
-        counts[normalize_answer(a) if normalize else a] += 1
+        counts[normalize_vqa_answer(a) if normalize else a] += 1
     vocab = None if vocabulary is None else (
         vocabulary if isinstance(vocabulary, Mapping) else set(vocabulary))
     return {
@@ -254,30 +265,77 @@ def label_score(
     return total / len(predictions)
 
 
-def _gt_answers(entry: Mapping[str, Any], where: str) -> list[str]:
+_ANSWER = operator.itemgetter("answer")
+_ANSWER_ID = itertools.repeat("answer_id")
+
+
+def _distinct(values: list[Any]) -> bool:
+    try:
+        return len(set(values)) == len(values)
+    except TypeError:           # unhashable ids: compare their reprs
+        return len(set(map(repr, values))) == len(values)
+
+
+def _careful_gt_answers(answers: Iterable[Any], where: str
+                        ) -> tuple[list[str], list[Any], list[Mapping[str, Any] | None]]:
+    """The answers one by one, with an error naming the first bad one."""
+    texts: list[str] = []
+    answer_ids: list[Any] = []
+    dicts: list[Mapping[str, Any] | None] = []
+    for j, a in enumerate(answers):
+        if isinstance(a, str):
+            texts.append(a)
+            dicts.append(None)
+            continue
+        if not isinstance(a, Mapping):
+            raise TypeError(f"{where}: answers[{j}] must be a string or an answer dict, "
+                            f"got {type(a).__name__}")
+        if "answer" not in a:
+            raise KeyError(f"{where}: answers[{j}] has no 'answer' key")
+        text = a["answer"]
+        if not isinstance(text, str):
+            raise TypeError(f"{where}: answers[{j}]['answer'] must be a string, "
+                            f"got {type(text).__name__}")
+        texts.append(text)
+        dicts.append(a)
+        answer_ids.append(a.get("answer_id"))
+    return texts, answer_ids, dicts
+
+
+def _gt_answers(entry: Mapping[str, Any], where: str) -> tuple[list[str], list[Any] | None]:
+    """The answer strings and, for answer dicts, the records the official script compares
+    to tell annotators apart (the dict without its ``answer``)."""
     if "answers" not in entry:
         raise KeyError(f"{where}: no 'answers' (the ten annotator answers are needed for the "
                        "official accuracy; use label_score for soft-label files)")
-    out = []
-    for j, a in enumerate(entry["answers"]):
-        # Exact-type fast paths first: ABC isinstance checks dominate on 2M answers.
-        if type(a) is not str:
-            if type(a) is dict or isinstance(a, Mapping):
-                if "answer" not in a:
-                    raise KeyError(f"{where}: answers[{j}] has no 'answer' key")
-                a = a["answer"]
-            if not isinstance(a, str):
-                raise TypeError(f"{where}: answers[{j}] must be a string, got {type(a).__name__}")
-        out.append(a)
-    if not out:
+    answers = entry["answers"]
+    try:    # fast path: the official files' answer dicts (2M of them in VQA v2 val)
+        texts = list(map(_ANSWER, answers))
+        answer_ids = list(map(dict.get, answers, _ANSWER_ID))
+        dicts: list[Mapping[str, Any] | None] = list(answers)
+        fast = set(map(type, texts)) == {str}
+    except (TypeError, KeyError):
+        fast = False
+    if not fast:
+        texts, answer_ids, dicts = _careful_gt_answers(answers, where)
+    if not texts:
         raise ValueError(f"{where}: empty 'answers'")
-    return out
+    if not answer_ids:
+        return texts, None              # plain strings: each is its own annotator
+    if len(answer_ids) == len(texts) and None not in answer_ids and _distinct(answer_ids):
+        return texts, None              # distinct answer_ids (official files): leave-one-out
+    records: list[Any] = [
+        ("annotator", j) if d is None else {k: v for k, v in d.items() if k != "answer"}
+        for j, d in enumerate(dicts)
+    ]
+    return texts, records
 
 
 def evaluate_vqa(
     predictions: Mapping[Any, str],
     annotations: Mapping[Any, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
     *,
+    rules: Rules = "master",
     missing: Missing = "error",
     ndigits: int = 2,
 ) -> dict[str, Any]:
@@ -285,14 +343,17 @@ def evaluate_vqa(
 
     ``annotations``: the official annotation file's dict or its ``"annotations"`` list, or
     ``{question_id: entry}``; each entry needs ``answers`` (ten strings or official answer
-    dicts) and may carry ``answer_type`` and ``question_type``. ``missing``: what to do
-    with annotated questions without a prediction - ``"error"`` (official), ``"zero"``
-    (score 0) or ``"ignore"`` (evaluate the predicted ones only).
+    dicts) and may carry ``answer_type`` and ``question_type``. ``rules``: ``"master"``
+    (the official script today) or ``"legacy"`` (before 2021; see the module docstring).
+    ``missing``: what to do with annotated questions without a prediction - ``"error"``
+    (official), ``"zero"`` (score 0) or ``"ignore"`` (evaluate the predicted ones only).
 
     Returns fractions in [0, 1] (``accuracy``, ``per_answer_type``, ``per_question_type``,
-    ``per_question``, ``num_questions``) and the official report in percent rounded to
-    ``ndigits`` under ``"official"`` (``overall``, ``perAnswerType``, ``perQuestionType``).
+    ``per_question``, ``num_questions``), ``rules``, and the official report in percent
+    rounded to ``ndigits`` under ``"official"`` (``overall``, ``perAnswerType``,
+    ``perQuestionType``).
     """
+    _check_rules(rules)
     gts = index_annotations(annotations, "question_id")
     qids = match_ids(predictions, gts, missing, "question")
     if not qids:
@@ -303,7 +364,12 @@ def evaluate_vqa(
     for qid in qids:
         entry = gts[qid]
         if qid in predictions:
-            acc = vqa_accuracy(predictions[qid], _gt_answers(entry, f"question_id {qid!r}"))
+            pred = predictions[qid]
+            if not isinstance(pred, str):
+                raise TypeError(f"prediction for question_id {qid!r} must be a string, "
+                                f"got {type(pred).__name__}")
+            texts, records = _gt_answers(entry, f"question_id {qid!r}")
+            acc = _per_question(pred, texts, records, rules)
         else:
             acc = 0.0
         per_q[qid] = acc
@@ -311,18 +377,17 @@ def evaluate_vqa(
             by_ans[entry["answer_type"]].append(acc)
         if "question_type" in entry:
             by_ques[entry["question_type"]].append(acc)
-    overall = mean(list(per_q.values()))
-    per_ans = {k: mean(v) for k, v in by_ans.items()}
-    per_ques = {k: mean(v) for k, v in by_ques.items()}
+    accs = list(per_q.values())
     return {
-        "accuracy": overall,
-        "per_answer_type": per_ans,
-        "per_question_type": per_ques,
+        "accuracy": mean(accs),
+        "per_answer_type": {k: mean(v) for k, v in by_ans.items()},
+        "per_question_type": {k: mean(v) for k, v in by_ques.items()},
         "per_question": per_q,
         "num_questions": len(per_q),
+        "rules": rules,
         "official": {
-            "overall": official_pct(list(per_q.values()), ndigits),
-            "perAnswerType": {k: official_pct(v, ndigits) for k, v in by_ans.items()},
-            "perQuestionType": {k: official_pct(v, ndigits) for k, v in by_ques.items()},
+            "overall": rounded_percent(accs, ndigits),
+            "perAnswerType": {k: rounded_percent(v, ndigits) for k, v in by_ans.items()},
+            "perQuestionType": {k: rounded_percent(v, ndigits) for k, v in by_ques.items()},
         },
     }

@@ -1,0 +1,315 @@
+"""The task metric registry the training loop and ``lxmert evaluate`` use.
+
+:func:`get_metric` returns the :class:`Metric` of a task: ``metric(predictions,
+annotations) -> {name: float}`` (flat, nested breakdowns as ``"accuracy/yes/no"``-style
+keys), with ``metric.primary`` the entry that picks the best checkpoint. Registry metrics
+take ``predictions`` as ``{id: answer}`` (or the list-of-dicts form of the submission files)
+and the dataset's annotation entries. VQA, GQA, NLVR2 and VizWiz evaluate the predicted ids
+only (a validation pass over a subset is fine); A-OKVQA scores every annotated question,
+as its official script does (:func:`~lxmert.evaluation.aokvqa.evaluate_aokvqa` is its one
+scoring path). :func:`evaluate` is the full evaluator from file paths or objects (what
+``lxmert evaluate --predictions FILE`` needs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .aokvqa import evaluate_aokvqa
+from .classification import evaluate_classification
+from .gqa import evaluate_gqa
+from .nlvr2 import evaluate_nlvr2
+from .submissions import read_gqa_attentions, read_predictions, read_vizwiz_predictions
+from .vizwiz import evaluate_vizwiz
+from .vqa import evaluate_vqa, label_score
+
+__all__ = ["METRICS", "Metric", "evaluate", "get_metric", "load_annotations"]
+
+# Per-item tables and reasons are not metrics: left out of the flat dict.
+_SKIP = {"official", "per_question", "per_example", "absent", "rules"}
+
+
+def _flatten(result: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of a nested result as flat keys: ``per_answer_type: {"yes/no": x}`` ->
+    ``"accuracy/yes/no"``, ``per_semantic_type: {"rel": x}`` -> ``"accuracy/semantic_type/rel"``."""
+    out: dict[str, float] = {}
+    for k, v in result.items():
+        if k in _SKIP:
+            continue
+        if isinstance(v, Mapping):
+            if k == "per_answer_type":
+                prefix = "accuracy/"
+            elif k.startswith("per_"):
+                prefix = f"accuracy/{k[4:]}/"
+            else:
+                prefix = f"{k}/"
+            for kk, vv in v.items():
+                if isinstance(vv, (int, float)) and not isinstance(vv, bool):
+                    out[f"{prefix}{kk}"] = float(vv)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = float(v)
+    return out
+
+
+_LIST_KEYS = (("question_id", "answer"), ("questionId", "prediction"), ("image", "answer"),
+              ("identifier", "label"), ("identifier", "prediction"), ("id", "label"))
+
+
+def _as_map(predictions: Any) -> dict[Any, Any]:
+    if isinstance(predictions, Mapping):
+        return dict(predictions)
+    rows = list(predictions)
+    if not rows:
+        return {}
+    if isinstance(rows[0], Mapping):
+        for id_key, val_key in _LIST_KEYS:
+            if id_key in rows[0] and val_key in rows[0]:
+                return {r[id_key]: r[val_key] for r in rows}
+        raise KeyError(f"cannot read predictions with keys {sorted(rows[0])}")
+    return dict(rows)
+
+
+def _entry_dict(entry: Any, i: int) -> Mapping[str, Any]:
+    """A dataset entry as a dict: dicts pass, dataclasses (e.g. ``lxmert.data.qa.QAEntry``)
+    and plain objects are read field by field."""
+    if isinstance(entry, Mapping):
+        return entry
+    if dataclasses.is_dataclass(entry) and not isinstance(entry, type):
+        return {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}
+    if hasattr(entry, "__dict__"):
+        return vars(entry)
+    raise TypeError(f"annotation #{i} must be a dict or a dataclass, got {type(entry).__name__}")
+
+
+def _entries(annotations: Any, key: str) -> list[Mapping[str, Any]]:
+    """The annotation entries as a list of dicts, from a list, ``{id: entry}`` (the id is
+    put under ``key`` when the entry lacks it, as in GQA's questions file), an official file
+    dict (``{"annotations": [...]}``) or a dataset object exposing ``entries``."""
+    if hasattr(annotations, "entries") and not isinstance(annotations, Mapping):
+        annotations = annotations.entries
+    if isinstance(annotations, Mapping):
+        inner = annotations.get("annotations")
+        if isinstance(inner, list):
+            annotations = inner
+        else:
+            out = []
+            for i, (ident, e) in enumerate(annotations.items()):
+                d = _entry_dict(e, i)
+                out.append(d if key in d else {**d, key: ident})
+            return out
+    return [_entry_dict(e, i) for i, e in enumerate(annotations)]
+
+
+def _vqa(predictions: Any, annotations: Any, rules: str = "master") -> dict[str, float]:
+    preds = _as_map(predictions)
+    entries = _entries(annotations, "question_id")
+    by_id = {e["question_id"]: e for e in entries}
+    unknown = [q for q in preds if q not in by_id]
+    if unknown:
+        raise KeyError(f"{len(unknown)} predicted question ids are not in the annotations, "
+                       f"e.g. {unknown[:3]!r}")
+    out: dict[str, float] = {}
+    labelled = all(by_id[q].get("label") is not None for q in preds)
+    if labelled:
+        out["label_score"] = label_score(preds, {q: by_id[q]["label"] for q in preds})
+    if all(by_id[q].get("answers") is not None for q in preds):
+        res = evaluate_vqa(preds, by_id, rules=rules, missing="ignore")
+        out.update(_flatten(res))
+    elif labelled:
+        # Soft labels equal the official leave-one-out accuracy of each answer (see
+        # vqa.soft_scores), so the release's score stands in for it.
+        out["accuracy"] = out["label_score"]
+        per: dict[Any, dict[Any, str]] = {}
+        for q, a in preds.items():
+            t = by_id[q].get("answer_type")
+            if t is not None:
+                per.setdefault(t, {})[q] = a
+        out.update({f"accuracy/{t}": label_score(group, {q: by_id[q]["label"] for q in group})
+                    for t, group in per.items()})
+    else:
+        raise KeyError("VQA annotations need 'answers' (official accuracy) or 'label' (soft "
+                       "scores) for every predicted question")
+    out["num_questions"] = float(len(preds))
+    return out
+
+
+def _gqa(predictions: Any, annotations: Any) -> dict[str, float]:
+    entries = _entries(annotations, "question_id")
+    return _flatten(evaluate_gqa(_as_map(predictions), entries, missing="ignore"))
+
+
+def _nlvr2(predictions: Any, annotations: Any) -> dict[str, float]:
+    entries = _entries(annotations, "identifier")
+    return _flatten(evaluate_nlvr2(_as_map(predictions), entries, missing="ignore"))
+
+
+def _aokvqa(predictions: Any, annotations: Any) -> dict[str, float]:
+    entries = _entries(annotations, "question_id")
+    return _flatten(evaluate_aokvqa(_as_map(predictions), entries))
+
+
+def _vizwiz(predictions: Any, annotations: Any) -> dict[str, float]:
+    preds = _as_map(predictions)
+    answers: dict[Any, str] = {}
+    answerable: dict[Any, float] = {}
+    for k, v in preds.items():
+        if isinstance(v, Mapping):
+            if "answer" in v:
+                answers[k] = v["answer"]
+            if "answerable" in v:
+                answerable[k] = float(v["answerable"])
+        else:
+            answers[k] = v
+    entries = _entries(annotations, "image")
+    res = evaluate_vizwiz(answers, entries, answerable or None, missing="ignore")
+    return _flatten(res)
+
+
+def _classification(predictions: Any, annotations: Any) -> dict[str, float]:
+    preds = _as_map(predictions)
+    by_id = {e["id"]: e for e in _entries(annotations, "id")}
+    ids = list(preds)
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise KeyError(f"{len(missing)} predicted ids not in the annotations, e.g. {missing[:3]!r}")
+    labels = np.asarray([by_id[i]["label"] for i in ids])
+    scores = []
+    for i in ids:
+        p = preds[i]
+        s = p.get("scores", p.get("label")) if isinstance(p, Mapping) else p
+        scores.append(s)
+    res = evaluate_classification(labels, np.asarray(scores, dtype=np.float64))
+    return {k: float(v) for k, v in res.items() if isinstance(v, (int, float))}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task metric for the training loop: ``metric(predictions, annotations) -> dict``.
+
+    ``primary`` names the entry used to pick the best checkpoint (higher is better);
+    ``options`` are the keyword options ``fn`` accepts (VQA: ``rules``), bound with
+    :meth:`with_options` or :func:`get_metric`.
+    """
+
+    task: str
+    primary: str
+    fn: Callable[..., dict[str, float]]
+    description: str
+    options: tuple[str, ...] = ()
+
+    def __call__(self, predictions: Any, annotations: Any) -> dict[str, float]:
+        out = self.fn(predictions, annotations)
+        if self.primary not in out or math.isnan(out[self.primary]):
+            raise ValueError(f"{self.task} metric produced no {self.primary!r}")
+        return out
+
+    def with_options(self, **options: Any) -> "Metric":
+        """This metric with keyword options bound (``get_metric("vqa").with_options(
+        rules="legacy")``); an option the metric does not take is an error naming it."""
+        bad = sorted(set(options) - set(self.options))
+        if bad:
+            raise TypeError(f"the {self.task} metric takes no option {bad[0]!r}; "
+                            f"options: {list(self.options) or 'none'}")
+        if not options:
+            return self
+        return dataclasses.replace(self, fn=functools.partial(self.fn, **options))
+
+
+METRICS: dict[str, Metric] = {
+    "vqa": Metric("vqa", "accuracy", _vqa,
+                  "official VQA accuracy (or the release's soft-label score without raw answers)",
+                  options=("rules",)),
+    "gqa": Metric("gqa", "accuracy", _gqa, "GQA exact-match accuracy"),
+    "nlvr2": Metric("nlvr2", "accuracy", _nlvr2, "NLVR2 accuracy and consistency"),
+    "aokvqa": Metric("aokvqa", "mc_accuracy", _aokvqa,
+                     "A-OKVQA multiple-choice / direct-answer (the official scoring path)"),
+    "vizwiz": Metric("vizwiz", "accuracy", _vizwiz, "VizWiz accuracy and answerability AP"),
+    "classification": Metric("classification", "accuracy", _classification,
+                             "accuracy, macro/micro F1, AUROC"),
+}
+
+
+def load_annotations(path: str | os.PathLike) -> Any:
+    """Read an annotation file: JSON (a list, ``{id: entry}`` or an official file dict) or
+    JSON lines (the raw NLVR2 files). Errors name the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"annotation file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as whole_err:
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                where = whole_err if lineno == 1 else err
+                raise ValueError(f"{p}:{lineno if lineno > 1 else where.lineno}: neither JSON nor "
+                                 f"JSON lines ({where.msg})") from None
+        return rows
+
+
+def _maybe_load(value: Any) -> Any:
+    return load_annotations(value) if isinstance(value, (str, os.PathLike)) else value
+
+
+def evaluate(task: str, predictions: Any, annotations: Any, *, strict: bool = True,
+             **kwargs: Any) -> dict[str, Any]:
+    """The full evaluator of ``task`` (nested breakdowns and the ``"official"`` printout).
+
+    ``predictions`` / ``annotations`` may be paths (read with :func:`read_predictions`,
+    ``strict`` being the NLVR2 csv reader's option, and :func:`load_annotations`) or
+    in-memory objects. ``kwargs`` go to the evaluator (``rules=`` for VQA, ``missing=``,
+    ``group_by=`` / ``categories=`` for NLVR2, ``balanced_only=`` / ``choices=`` /
+    ``scene_graphs=`` / ``attentions=`` for GQA - those three may be paths too).
+    """
+    answerable = None
+    if isinstance(predictions, (str, os.PathLike)):
+        if task == "vizwiz":
+            predictions, answerable = read_vizwiz_predictions(predictions)
+        else:
+            predictions = read_predictions(predictions, task, strict=strict)
+    annotations = _maybe_load(annotations)
+    if task == "vqa":
+        return evaluate_vqa(_as_map(predictions), annotations, **kwargs)
+    if task == "gqa":
+        for key in ("choices", "scene_graphs"):
+            if key in kwargs:
+                kwargs[key] = _maybe_load(kwargs[key])
+        if isinstance(kwargs.get("attentions"), (str, os.PathLike)):
+            kwargs["attentions"] = read_gqa_attentions(kwargs["attentions"])
+        return evaluate_gqa(_as_map(predictions), _entries(annotations, "question_id"), **kwargs)
+    if task == "nlvr2":
+        return evaluate_nlvr2(_as_map(predictions), _entries(annotations, "identifier"), **kwargs)
+    if task == "aokvqa":
+        return evaluate_aokvqa(_as_map(predictions), _entries(annotations, "question_id"), **kwargs)
+    if task == "vizwiz":
+        if answerable is not None:
+            kwargs.setdefault("answerable_scores", answerable)
+        return evaluate_vizwiz(_as_map(predictions), _entries(annotations, "image"), **kwargs)
+    if task == "classification":
+        return get_metric("classification")(predictions, annotations)
+    raise KeyError(f"no evaluator for task {task!r}; known: {sorted(METRICS)}")
+
+
+def get_metric(task: str, **options: Any) -> Metric:
+    """The registry metric of ``task`` (vqa, gqa, nlvr2, aokvqa, vizwiz, classification),
+    with ``options`` bound (``get_metric("vqa", rules="legacy")``)."""
+    try:
+        metric = METRICS[task]
+    except KeyError:
+        raise KeyError(f"no metric for task {task!r}; known: {sorted(METRICS)}") from None
+    return metric.with_options(**options)
