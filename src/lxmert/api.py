@@ -147,10 +147,14 @@ def load_for_inference(task: str, data_dir: str | os.PathLike, checkpoint: str |
 def evaluate(task: str, data_dir: str | os.PathLike, checkpoint: str | os.PathLike,
              split: str | None = None, overrides: Sequence[str] = (), device: str = "auto",
              predictions_out: str | os.PathLike | None = None, compile: str = "",
-             amp: str = "none", config: str | os.PathLike | None = None) -> dict[str, float]:
+             amp: str = "none", config: str | os.PathLike | None = None,
+             metric_options: dict[str, Any] | None = None) -> dict[str, float]:
     """Metrics of `checkpoint` on a labelled split (default: the recipe's validation split).
-    `amp="bf16"`: autocast (lxmert.training.precision; faster on CPUs with AMX)."""
+    `amp="bf16"`: autocast (lxmert.training.precision; faster on CPUs with AMX).
+    `metric_options` go to the task's metric (`{"rules": "legacy"}`: the pre-2021 VQA
+    evaluator, docs/evaluation.md)."""
     adapter, model, dev = load_for_inference(task, data_dir, checkpoint, overrides, device, compile, config)
+    adapter.metric_options = dict(metric_options or {})
     check_amp(amp, dev, "--amp")
     if split:
         adapter.recipe.data.valid = split

@@ -24,29 +24,13 @@ from lxmert.config import LxmertConfig
 from lxmert.errors import CheckpointError
 from lxmert.text import LxmertTokenizer
 
-__all__ = ["HF_CLASSES", "export_hf", "export_original", "hf_answers"]
+__all__ = ["HF_CLASSES", "export_hf", "export_original"]
 
 #: our classes with a `transformers` counterpart of the same name and key layout
 HF_CLASSES = ("LxmertModel", "LxmertForPreTraining", "LxmertForQuestionAnswering")
 
 _SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                    "mask_token": "[MASK]"}
-
-
-def hf_answers(config: Mapping[str, object]) -> list[str] | None:
-    """The answer list stored as `id2label` in a Hugging Face config, when it names every
-    row of the QA head (transformers' placeholder `LABEL_0`, `LABEL_1` does not count)."""
-    id2label = config.get("id2label")
-    rows = config.get("num_qa_labels")
-    if not isinstance(id2label, dict) or not isinstance(rows, int) or len(id2label) != rows:
-        return None
-    try:
-        answers = [id2label[str(i)] if str(i) in id2label else id2label[i] for i in range(rows)]  # type: ignore[index]
-    except KeyError:
-        return None
-    if not all(isinstance(a, str) for a in answers) or answers == [f"LABEL_{i}" for i in range(rows)]:
-        return None
-    return answers
 
 
 def _write_tokenizer(directory: Path, tokenizer: LxmertTokenizer) -> None:

@@ -32,7 +32,7 @@ from lxmert.errors import CheckpointError
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "INT8_WEIGHTS_NAME", "HF_BIN_NAME", "ANSWERS_NAME", "RECIPE_NAME",
     "LAST_NAME", "CLASS_KEY", "StoredCheckpoint", "resolve_checkpoint", "read_state_dict", "read_checkpoint",
-    "read_answers", "write_checkpoint", "weights_file",
+    "read_answers", "write_checkpoint", "weights_file", "hf_answers",
 ]
 
 CONFIG_NAME = "config.json"
@@ -133,6 +133,19 @@ def read_answers(path: Path) -> list[str]:
     return data
 
 
+def hf_answers(config: Mapping[str, Any]) -> list[str] | None:
+    """The answer list a Hugging Face config stores as `id2label`, when it names every row
+    of the QA head (transformers' placeholder `LABEL_0`, `LABEL_1`, ... does not count)."""
+    id2label = config.get("id2label")
+    rows = config.get("num_qa_labels")
+    if not isinstance(id2label, dict) or not isinstance(rows, int) or len(id2label) != rows:
+        return None
+    answers = [id2label.get(str(i), id2label.get(i)) for i in range(rows)]  # type: ignore[call-overload]
+    if not all(isinstance(a, str) for a in answers) or answers == [f"LABEL_{i}" for i in range(rows)]:
+        return None
+    return answers  # type: ignore[return-value]
+
+
 @dataclass
 class StoredCheckpoint:
     """A checkpoint as stored: raw tensors plus the files beside them, before any model exists.
@@ -182,6 +195,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             raise CheckpointError(f"{directory / CONFIG_NAME}: expected a JSON object")
     if own_dir and (directory / ANSWERS_NAME).is_file():
         answers = read_answers(directory / ANSWERS_NAME)
+    if answers is None and config is not None:
+        answers = hf_answers(config)  # a Hugging Face export names its rows in id2label
     class_name = metadata.get(CLASS_KEY)
     if class_name is None and config is not None:
         archs = config.get("architectures")

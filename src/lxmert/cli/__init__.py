@@ -27,7 +27,7 @@ from lxmert import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lxmert",
+        prog="lxmert", allow_abbrev=False,
         description="LXMERT: cross-modality encoder representations from transformers "
                     "(Tan & Bansal, 2019). `lxmert COMMAND --help` describes each command.",
     )
@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
-    for command in subparsers.choices.values():  # every command takes --debug
-        with contextlib.suppress(argparse.ArgumentError):  # some declare it themselves
+    for command in subparsers.choices.values():
+        # flags only as documented: `--random-init` must not silently mean `--random-init-detector`
+        command.allow_abbrev = False
+        with contextlib.suppress(argparse.ArgumentError):  # every command takes --debug; some declare it
             command.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 

@@ -25,12 +25,30 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     add_threads_argument(p)
 
 
+def add_vqa_rules_argument(p: argparse.ArgumentParser) -> None:
+    """`--vqa-eval master|legacy`: which official VQA evaluator's rules (docs/evaluation.md)."""
+    p.add_argument("--vqa-eval", choices=("master", "legacy"), default=None,
+                   help="VQA only: the official evaluator's current rules (master, the default) or "
+                        "its pre-2021 rules (legacy: the numbers published before 2021, the release's "
+                        "included, came from those)")
+
+
+def vqa_rules_options(args: argparse.Namespace) -> dict[str, str]:
+    """The metric option of `--vqa-eval`; refused for a task that is not VQA."""
+    if args.vqa_eval is None:
+        return {}
+    if args.task != "vqa":
+        raise ValueError(f"--vqa-eval applies to vqa, not {args.task}")
+    return {"rules": args.vqa_eval}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score a checkpoint on a labelled split with the task's official metric",
     )
     add_inference_arguments(p)
     p.add_argument("--split", help="split name (default: the recipe's validation split)")
+    add_vqa_rules_argument(p)
     p.add_argument("--out", help="also write the metrics as JSON here")
     p.add_argument("--predictions", help="also write the predictions (test-server format) here")
     p.set_defaults(func=run)
@@ -41,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from lxmert.atomic import atomic_write_text
 
     apply_threads(args)
+    options = vqa_rules_options(args)
     metrics = evaluate(args.task, args.data, args.checkpoint, split=args.split, overrides=args.overrides,
                        device=args.device, predictions_out=args.predictions, compile=args.compile, amp=args.amp,
-                       config=args.config)
+                       config=args.config, metric_options=options)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     if args.out:

@@ -11,25 +11,44 @@
 - `collate`: `move_to`, padding helpers and `LengthBucketBatchSampler`.
 
 Every dataset has `.collate` (pass it to `DataLoader(collate_fn=...)`), `.lengths` (for
-length bucketing) and produces batches whose tensors are the models' keyword arguments.
+length bucketing) and produces `Batch(inputs, meta)`: the models' keyword arguments and
+the examples' ids.
+
+The names below are imported on first use, so that `lxmert.data.synth` (numpy only) does
+not pay for torch and the datasets.
 """
 
-from lxmert.data.collate import Batch, LengthBucketBatchSampler, move_to
-from lxmert.data.jsonl import read_jsonl, write_jsonl
-from lxmert.data.karpathy import CaptionSplit, read_karpathy
-from lxmert.data.masking import IGNORE_INDEX, mask_objects, mask_tokens
-from lxmert.data.nlvr2 import NLVR2Dataset, collate_nlvr2
-from lxmert.data.pretraining import PretrainingDataset, collate_pretraining
-from lxmert.data.qa import GQADataset, QADataset, QAEntry, VQADataset, collate_qa
-from lxmert.data.sources import DataFormatError, TextExample, read_pretrain_json
-from lxmert.data.splits import split_paths
-from lxmert.features.union import ImageFeatures
-from lxmert.data.synth import SynthConfig, generate_world
+from __future__ import annotations
 
-__all__ = [
-    "Batch", "CaptionSplit", "DataFormatError", "GQADataset", "IGNORE_INDEX", "ImageFeatures",
-    "LengthBucketBatchSampler", "NLVR2Dataset", "PretrainingDataset", "QADataset", "QAEntry", "SynthConfig",
-    "TextExample", "VQADataset", "collate_nlvr2", "collate_pretraining", "collate_qa", "generate_world",
-    "mask_objects", "mask_tokens", "move_to", "read_jsonl", "read_karpathy", "read_pretrain_json", "split_paths",
-    "write_jsonl",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Batch": "collate", "LengthBucketBatchSampler": "collate", "move_to": "collate",
+    "read_jsonl": "jsonl", "write_jsonl": "jsonl",
+    "CaptionSplit": "karpathy", "read_karpathy": "karpathy",
+    "IGNORE_INDEX": "masking", "mask_objects": "masking", "mask_tokens": "masking",
+    "NLVR2Dataset": "nlvr2", "collate_nlvr2": "nlvr2",
+    "PretrainingDataset": "pretraining", "collate_pretraining": "pretraining",
+    "GQADataset": "qa", "QADataset": "qa", "QAEntry": "qa", "VQADataset": "qa", "collate_qa": "qa",
+    "DataFormatError": "sources", "TextExample": "sources", "read_pretrain_json": "sources",
+    "split_paths": "splits",
+    "SynthConfig": "synth", "generate_world": "synth",
+}
+
+__all__ = sorted([*_EXPORTS, "ImageFeatures"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ImageFeatures":  # it lives with the feature stores
+        value = importlib.import_module("lxmert.features.union").ImageFeatures
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    else:
+        raise AttributeError(f"module 'lxmert.data' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lxmert.data.aokvqa import AOKVQADataset, aokvqa_predictions, build_aokvqa_answer_table
-from lxmert.evaluation import evaluate_aokvqa, write_aokvqa_submission
+from lxmert.evaluation import get_metric, write_aokvqa_submission
 from lxmert.tasks import register_task
 from lxmert.text import AnswerTable
 from lxmert.training.task import AnswerHeadTask, Predictions
@@ -59,15 +59,10 @@ class AOKVQATask(AnswerHeadTask):
         return Predictions(by_id, loss)
 
     def score(self, predictions: dict[Any, Any], dataset: Dataset) -> dict[str, float]:
-        raw = dataset.raw[: len(dataset)]  # type: ignore[attr-defined]
-        main = {q: {k: v for k, v in p.items() if k != "multiple_choice_map"} for q, p in predictions.items()}
-        res = evaluate_aokvqa(main, raw, missing="ignore")
-        out = {k: float(v) for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        mapped = {q: {"multiple_choice": p["multiple_choice_map"]} for q, p in predictions.items()
-                  if "multiple_choice_map" in p}
-        if mapped:
-            out["mc_accuracy_map"] = float(evaluate_aokvqa(mapped, raw, missing="ignore")["mc_accuracy"])
-        return out
+        """The official A-OKVQA scores (`lxmert.evaluation.evaluate_aokvqa`, the one path the
+        standalone scorer uses too): `mc_accuracy` of the scored choices, `mc_accuracy_map`
+        of the mapped ones, `da_accuracy`, ... over every question of the split."""
+        return get_metric("aokvqa")(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]
 
     def write_predictions(self, path: str | os.PathLike, predictions: dict[Any, Any]) -> Path:
         return write_aokvqa_submission(

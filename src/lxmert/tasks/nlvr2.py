@@ -50,7 +50,7 @@ class NLVR2Task(Task):
         return Predictions(by_id, loss.mean)
 
     def score(self, predictions: dict[Any, Any], dataset: Dataset) -> dict[str, float]:
-        return get_metric("nlvr2")(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]
+        return get_metric("nlvr2", **self.metric_options)(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]
 
     def write_predictions(self, path: str | os.PathLike, predictions: dict[Any, Any]) -> Path:
         return write_predictions("nlvr2", path, {k: bool(v) for k, v in predictions.items()})

@@ -59,7 +59,7 @@ class VizWizTask(AnswerHeadTask):
         return Predictions({q: {"answer": a, "answerable": float(pa)} for q, a, pa in zip(ids, best, p)}, loss)
 
     def score(self, predictions: dict[Any, Any], dataset: Dataset) -> dict[str, float]:
-        return get_metric("vizwiz")(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]
+        return get_metric("vizwiz", **self.metric_options)(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]
 
     def write_predictions(self, path: str | os.PathLike, predictions: dict[Any, Any]) -> Path:
         return write_vizwiz_submission(path, {q: p["answer"] for q, p in predictions.items()},

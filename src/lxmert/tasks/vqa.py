@@ -38,7 +38,7 @@ class VQATask(AnswerHeadTask):
                                   max_length=self.recipe.data.max_seq_length, target=self.recipe.data.qa_target)
 
     def score(self, predictions: dict[Any, Any], dataset: Dataset) -> dict[str, float]:
-        return get_metric(self.name)(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]
+        return get_metric(self.name, **self.metric_options)(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]
 
     def write_predictions(self, path: str | os.PathLike, predictions: dict[Any, Any]) -> Path:
         return write_predictions(self.name, path, predictions)

@@ -142,6 +142,9 @@ class Task:
                     f"`lxmert features import` or `lxmert synth --store`")
         # Box slots = the store's capacity (36 for the release's features; fewer for small worlds).
         self.images = ImageFeatures(stores, max_boxes=None)
+        #: options of the task's registry metric (`lxmert.evaluation.get_metric`), e.g.
+        #: {"rules": "legacy"} for the pre-2021 VQA evaluator
+        self.metric_options: dict[str, Any] = {}
         self._train: Dataset | None = None
         self._valid: Dataset | None = None
 
