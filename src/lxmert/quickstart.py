@@ -61,6 +61,21 @@ class QuickstartOptions:
     finetune_overrides: list[str] = field(default_factory=list)
     progress: bool = True
 
+    @classmethod
+    def tiny(cls, **changes: Any) -> "QuickstartOptions":
+        """A smoke run (`lxmert quickstart --tiny`): a 40-image world, a 32-wide model and a
+        few steps per stage, so that every stage runs in seconds. It checks an installation,
+        not the figures: its accuracies mean nothing."""
+        model = ["model.hidden_size=32", "model.num_attention_heads=2", "model.intermediate_size=64",
+                 "model.l_layers=1", "model.x_layers=1", "model.r_layers=1", "train.batch_size=8"]
+        values: dict[str, Any] = dict(
+            images=40, feat_dim=16, ground_steps=2,
+            pretrain_overrides=[*model, "train.max_steps=3", "train.eval_every=0", "train.save_every=0",
+                                "data.valid_limit=16"],
+            finetune_overrides=[*model, "train.max_steps=2", "data.train_limit=32", "data.valid_limit=16"])
+        values.update(changes)
+        return cls(**values)
+
 
 def _world(out: Path, opts: QuickstartOptions, log: Callable[[str], None]) -> Path:
     from lxmert.data.synth import SynthConfig, generate_world

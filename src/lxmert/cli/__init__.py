@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import errno
 import importlib
+import logging
 import os
 import pkgutil
 import sys
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from lxmert.errors import LxmertError, NonFiniteLossError
+
+    # the package's warnings (dropped answers, fresh heads, fallbacks) as readable lines
+    logging.basicConfig(level=logging.WARNING, format="lxmert: %(levelname)s: %(message)s")
 
     handled = (LxmertError, ValueError, KeyError, OSError, NonFiniteLossError)
     try:

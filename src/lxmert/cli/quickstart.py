@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "demo-pretrain-ground.toml (repeatable; stage 1's length is --ground-steps)")
     p.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override of the demo fine-tuning recipes (repeatable)")
+    p.add_argument("--tiny", action="store_true",
+                   help="a smoke run in seconds (40 images, a 32-wide model, a few steps per stage): checks "
+                        "that everything runs; its accuracies mean nothing. Other flags still apply on top")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(func=run)
@@ -50,13 +53,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lxmert.quickstart import QuickstartOptions, quickstart
 
-    opts = QuickstartOptions(images=args.images, feat_dim=args.feat_dim, world_seed=args.seed,
-                             max_objects=args.max_objects, feature_noise=args.feature_noise,
-                             feature_code=args.feature_code, nlvr2_kinds=tuple(args.nlvr2_kinds),
-                             nlvr2_per_image=args.nlvr2_per_image,
-                             tasks=tuple(args.tasks), threads=args.threads, ground_steps=args.ground_steps,
-                             pretrain_overrides=args.pretrain_set, finetune_overrides=args.finetune_set,
-                             progress=not args.no_progress)
+    given = dict(images=args.images, feat_dim=args.feat_dim, world_seed=args.seed, max_objects=args.max_objects,
+                 feature_noise=args.feature_noise, feature_code=args.feature_code,
+                 nlvr2_kinds=tuple(args.nlvr2_kinds), nlvr2_per_image=args.nlvr2_per_image, tasks=tuple(args.tasks),
+                 threads=args.threads, ground_steps=args.ground_steps, progress=not args.no_progress)
+    if args.tiny:  # flags left at their defaults take the smoke run's values; the others win
+        defaults = QuickstartOptions()
+        tiny = QuickstartOptions.tiny()
+        given = {k: v for k, v in given.items() if v != getattr(defaults, k)}
+        opts = QuickstartOptions.tiny(**given, pretrain_overrides=[*tiny.pretrain_overrides, *args.pretrain_set],
+                                      finetune_overrides=[*tiny.finetune_overrides, *args.finetune_set])
+    else:
+        opts = QuickstartOptions(**given, pretrain_overrides=args.pretrain_set, finetune_overrides=args.finetune_set)
     report = quickstart(args.out, opts)
     for task, row in report.items():
         print(f"{task:6s} pretrained {100 * row['pretrained']:.1f}  scratch {100 * row['scratch']:.1f}")

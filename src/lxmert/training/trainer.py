@@ -291,6 +291,11 @@ class Trainer:
         stats = getattr(self.dataset, "stats", None)
         if stats is not None and hasattr(stats, "summary"):
             parts.append(f"({stats.summary()})")
+            if getattr(stats, "answers_dropped", 0):
+                # answers outside the head's table train nothing: a wrong table learns nothing
+                self.log(f"warning: {stats.answers_dropped} training label answers are not in the answer "
+                         f"table ({len(getattr(self.task, 'answers', ()) or ())} answers) and are dropped: "
+                         f"{stats.summary()}; check model.answers")
         if self.recipe.data.train_limit:
             parts.append(f"[data.train_limit keeps the first {self.recipe.data.train_limit}]")
         if self.valid is not None:
