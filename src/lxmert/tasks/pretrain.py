@@ -92,7 +92,7 @@ class PretrainTask(Task):
             seed=self.recipe.train.seed, word_mask_prob=p.word_mask_rate if p.mask_lm else 0.0,
             obj_mask_prob=p.obj_mask_rate if p.obj_predict else 0.0, match_prob=0.5 if p.matched else 0.0,
             match_sources=set(p.match_sources) if p.matched and p.match_sources else None,
-            qa=p.qa,
+            qa=p.qa, token_cache=self.token_cache(),
         )
 
     def objective_flags(self) -> dict[str, bool]:

@@ -47,7 +47,8 @@ class VizWizTask(AnswerHeadTask):
 
     def make_dataset(self, splits: list[str] | str, train: bool) -> Dataset:
         return VizWizDataset(self.split_files(splits), self.images, self.tokenizer, self.answers,
-                             max_length=self.recipe.data.max_seq_length, target="soft")
+                             max_length=self.recipe.data.max_seq_length, target="soft",
+                             token_cache=self.token_cache())
 
     @torch.no_grad()
     def predict(self, model: nn.Module, dataset: Dataset, device: torch.device) -> Predictions:

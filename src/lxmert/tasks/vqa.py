@@ -35,7 +35,8 @@ class VQATask(AnswerHeadTask):
 
     def make_dataset(self, splits: list[str] | str, train: bool) -> Dataset:
         return self.dataset_class(self.split_files(splits), self.images, self.tokenizer, self.answers,
-                                  max_length=self.recipe.data.max_seq_length, target=self.recipe.data.qa_target)
+                                  max_length=self.recipe.data.max_seq_length, target=self.recipe.data.qa_target,
+                                  token_cache=self.token_cache())
 
     def score(self, predictions: dict[Any, Any], dataset: Dataset) -> dict[str, float]:
         return get_metric(self.name, **self.metric_options)(predictions, dataset.raw[: len(dataset)])  # type: ignore[attr-defined]

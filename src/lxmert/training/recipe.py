@@ -83,6 +83,10 @@ class DataSection:
     num_workers: int = 0
     train_limit: int = 0
     valid_limit: int = 0
+    #: where tokenised splits are cached between runs (keyed by the files, vocabulary and
+    #: max_seq_length): "auto" = $LXMERT_CACHE_DIR or $XDG_CACHE_HOME/lxmert (~/.cache/lxmert),
+    #: "" = no cache, or a directory
+    token_cache: str = "auto"
 
 
 @dataclass

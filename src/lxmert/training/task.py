@@ -157,6 +157,18 @@ class Task:
     def make_dataset(self, splits: list[str] | str, train: bool) -> Dataset:
         raise NotImplementedError
 
+    def token_cache(self) -> Path | None:
+        """The directory of the tokenised-split cache (`data.token_cache`), None when off.
+        Re-tokenising a large split is a visible part of every command's start-up."""
+        spec = self.recipe.data.token_cache
+        if not spec:
+            return None
+        if spec != "auto":
+            return under_root(self.data_dir, spec)
+        root = os.environ.get("LXMERT_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "lxmert")
+        return Path(root) / "tokens"
+
     def train_dataset(self) -> Dataset:
         if self._train is None:
             self._train = Limited(self.make_dataset(self.recipe.data.train, True), self.recipe.data.train_limit)
