@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lxmert.cli._train_args import add_amp_argument, add_compile_argument, add_threads_argument, apply_threads
+from lxmert.cli.arguments import add_amp_argument, add_compile_argument, add_threads_argument, apply_threads
 from lxmert.tasks import task_names
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from lxmert.cli._train_args import apply_threads
+from lxmert.cli.arguments import apply_threads
 from lxmert.cli.evaluate import add_inference_arguments
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lxmert.cli._train_args import add_run_arguments, apply_threads, collect_overrides
+from lxmert.cli.arguments import add_run_arguments, apply_threads, collect_overrides
 from lxmert.tasks import PRETRAINING_TASK
 
 

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lxmert.data.qa import QADataset, QAEntry, _load_json_list
+from lxmert.data.qa import QADataset, QAEntry, load_json_list
 from lxmert.data.sources import DataFormatError
 from lxmert.text import AnswerTable
 
@@ -75,7 +75,7 @@ def build_aokvqa_answer_table(paths: str | os.PathLike | Sequence[str | os.PathL
     counts: Counter[str] = Counter()
     choices: Counter[str] = Counter()
     for path in files:
-        for index, raw in enumerate(_load_json_list(path)):
+        for index, raw in enumerate(load_json_list(path)):
             if not isinstance(raw, dict):
                 raise DataFormatError(f"{path}: entry {index}: expected an object")
             counts.update(str(a) for a in raw.get("direct_answers") or [])

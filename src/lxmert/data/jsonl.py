@@ -24,7 +24,8 @@ from typing import Collection, Iterable, Iterator
 from lxmert.data.sources import DataFormatError, TextExample, read_pretrain_json
 from lxmert.atomic import atomic_open
 
-__all__ = ["read_jsonl", "iter_image_text_lines", "write_jsonl", "convert_pretrain_json", "DEFAULT_SOURCE"]
+__all__ = ["read_jsonl", "read_examples", "iter_image_text_lines", "write_jsonl", "convert_pretrain_json",
+           "DEFAULT_SOURCE"]
 
 DEFAULT_SOURCE = "jsonl"
 
@@ -90,3 +91,10 @@ def convert_pretrain_json(src: str | os.PathLike, dst: str | os.PathLike,
                           sources: Collection[str] | None = None) -> int:
     """Rewrite a release pre-training json as JSONL (same examples); returns the line count."""
     return write_jsonl(dst, read_pretrain_json(src, sources))
+
+
+def read_examples(path: str | os.PathLike, sources: Collection[str] | None = None) -> Iterator[TextExample]:
+    """Examples of a pre-training file: `.jsonl` is the JSONL format, anything else release json."""
+    if str(path).endswith(".jsonl"):
+        return read_jsonl(path, sources)
+    return read_pretrain_json(path, sources)

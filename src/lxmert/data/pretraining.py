@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from lxmert.data.collate import Batch, pad_1d, stack_objects, text_batch
 from lxmert.data.masking import IGNORE_INDEX, mask_objects, mask_tokens
-from lxmert.data.sources import read_examples
+from lxmert.data.jsonl import read_examples
 from lxmert.features.union import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex, token_cache_path
 from lxmert.text import AnswerTable, LxmertTokenizer

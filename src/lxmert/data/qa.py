@@ -36,7 +36,7 @@ from lxmert.features.union import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex, token_cache_path
 from lxmert.text import AnswerTable, LxmertTokenizer
 
-__all__ = ["QAEntry", "QAStats", "QADataset", "VQADataset", "GQADataset", "collate_qa"]
+__all__ = ["QAEntry", "QAStats", "QADataset", "VQADataset", "GQADataset", "collate_qa", "load_json_list"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ class QAStats:
         return text
 
 
-def _load_json_list(path: Path) -> list:
+def load_json_list(path: Path) -> list:
+    """A json file holding a list of entries; errors name the file."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -134,7 +135,7 @@ class QADataset(Dataset):
     # hooks -----------------------------------------------------------------------------
     def read_raw(self, path: Path) -> Iterator[tuple[dict, str]]:
         """Yield (raw entry, where) pairs of one file; `where` names file and entry."""
-        for index, raw in enumerate(_load_json_list(path)):
+        for index, raw in enumerate(load_json_list(path)):
             yield raw, f"{path}: entry {index}"
 
     def parse_entry(self, raw: dict, where: str) -> QAEntry:

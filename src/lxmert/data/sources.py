@@ -16,7 +16,7 @@ from typing import Any, Collection, Iterator, NamedTuple
 
 from lxmert.errors import DataFormatError
 
-__all__ = ["TextExample", "DataFormatError", "read_pretrain_json", "read_examples"]
+__all__ = ["TextExample", "DataFormatError", "read_pretrain_json"]
 
 
 class TextExample(NamedTuple):
@@ -78,12 +78,3 @@ def read_pretrain_json(path: str | os.PathLike, sources: Collection[str] | None 
                     if not isinstance(label, dict):
                         raise DataFormatError(f"{where}: labelf[{source!r}][{k}] must be an {{answer: score}} object")
                 yield TextExample(img_id, source, sent, label, where)
-
-
-def read_examples(path: str | os.PathLike, sources: Collection[str] | None = None) -> Iterator[TextExample]:
-    """Examples of a pre-training file: `.jsonl` is the JSONL format, anything else release json."""
-    if str(path).endswith(".jsonl"):
-        from lxmert.data.jsonl import read_jsonl
-
-        return read_jsonl(path, sources)
-    return read_pretrain_json(path, sources)

@@ -44,12 +44,12 @@ def build_vizwiz_answer_table(paths: str | os.PathLike | Sequence[str | os.PathL
     first; "unanswerable" always included), plus :data:`ANSWERABLE` for the "logit" mode."""
     from collections import Counter
 
-    from lxmert.data.qa import _load_json_list
+    from lxmert.data.qa import load_json_list
 
     files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
     counts: Counter[str] = Counter()
     for path in files:
-        for index, raw in enumerate(_load_json_list(path)):
+        for index, raw in enumerate(load_json_list(path)):
             for a in (raw.get("answers") or []) if isinstance(raw, dict) else []:
                 text = a.get("answer") if isinstance(a, dict) else a
                 if isinstance(text, str):

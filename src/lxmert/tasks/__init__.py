@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TYPE_CHECKING, Callable, TypeVar
-
-if TYPE_CHECKING:  # the base class lives in lxmert.training.task, which imports this package's users
-    from lxmert.training.task import Task
+from typing import Callable, TypeVar
 
 __all__ = ["register_task", "get_task", "task_names", "PRETRAINING_TASK"]
 
@@ -46,12 +43,14 @@ def task_names() -> list[str]:
     return sorted(found | set(_TASKS))
 
 
-def get_task(name: str) -> "type[Task]":
-    """The task class registered as `name` (importing its module on first use)."""
+def get_task(name: str) -> type:
+    """The task class registered as `name` (importing its module on first use): a subclass
+    of `lxmert.training.task.Task` (not imported here, so that this registry imports
+    nothing of the package)."""
     if name not in _TASKS:
         if name not in task_names():
             raise KeyError(f"unknown task {name!r} (known: {', '.join(task_names())})")
         importlib.import_module(f"{__name__}.{name}")
         if name not in _TASKS:
             raise RuntimeError(f"lxmert.tasks.{name} registers no task named {name!r}")
-    return _TASKS[name]  # type: ignore[return-value]
+    return _TASKS[name]

@@ -38,6 +38,7 @@ class ClassifyTask(Task):
     model_class = LxmertForClassification
     default_recipe = "classify"
     id_key = "id"
+    prediction_suffix = ".jsonl"
 
     def __init__(self, recipe: Recipe, data_dir: str | os.PathLike) -> None:
         super().__init__(recipe, data_dir)
