@@ -51,7 +51,7 @@ class QuickstartOptions:
     nlvr2_per_image: float = 4.0
     tasks: tuple[str, ...] = TASKS
     # One intra-op thread: the demo's matrices are small, and with two OpenMP threads any
-    # other load on a 2-core machine makes them spin-wait (measured 20x slower); 0 = torch's default.
+    # other load on a small machine makes them spin-wait (docs/training.md); 0 = torch's default.
     threads: int = 1
     # Steps of the first pre-training stage (matching on region descriptions,
     # configs/demo-pretrain-ground.toml); 0 skips it (the mix then starts from scratch).

@@ -51,7 +51,7 @@ class ConvNorm(nn.Conv2d):
 
     The forward pass folds the batch norm into the convolution (weight scaled per output
     channel, shift as the bias), which saves one full read and write of every activation
-    map: 20-25 % of the backbone's time on CPU. The weights stay unfolded in the state dict,
+    map (docs/extraction.md has its share of the time). The weights stay unfolded in the state dict,
     so loading and exporting checkpoints is unaffected; folding costs a pass over the
     weights per call, negligible next to the convolutions.
     """

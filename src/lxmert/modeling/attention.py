@@ -50,7 +50,7 @@ class MultiHeadAttention(nn.Module):
 
         `unbind`, not `x[0], x[1], x[2]`: the backward of three index selects is three
         zero-filled copies of the whole [3, B, H, T, Dh] gradient added together; unbind's
-        is one stack (the zero fills were ~10% of a B=32 training step on CPU)."""
+        is one stack (docs/benchmarks.md measures what the fills cost)."""
         b, t, _ = x.shape
         x = x.view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = x.unbind(0)

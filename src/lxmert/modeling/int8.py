@@ -19,8 +19,8 @@ again where it loads.
 Implementation: `torch.ao.quantization.quantize_dynamic`. torch marks the `torch.ao`
 eager quantisation API deprecated in favour of `torchao`, but it is present and working
 in the pinned torch (2.13), its kernels are the fast ones on CPU (a hand-written
-`torch._int_mm` path measured slower here because quantising activations in eager
-PyTorch costs more than the int8 GEMM saves), and it needs no extra dependency. The
+`torch._int_mm` path is slower because quantising activations in eager PyTorch costs
+more than the int8 GEMM saves), and it needs no extra dependency. The
 deprecation warnings are silenced locally, only around our calls.
 
 Stored form (`int8_state` / `load_int8_state`; `save_pretrained` writes it as

@@ -71,8 +71,8 @@ class BertAdam(Optimizer):
       p <- p (1 - lr wd) followed by p <- p - lr m / (sqrt(v) + eps) is the line above - so
       the kernel is handed a step count of 2^24, where 1 - b^t is exactly 1 in float32 for
       any b < 1 used in practice (b2 = 0.999: 0.999^(2^24) underflows to 0). Same
-      arithmetic up to rounding order (within 1 ulp per step, tested); 5-9x faster on
-      the 2-core CPU for 228M parameters (docs/benchmarks.md).
+      arithmetic up to rounding order (within 1 ulp per step, tested), in one pass over
+      each tensor instead of a dozen (docs/benchmarks.md has the timings).
     - `foreach`: multi-tensor kernels, bit-identical to the loop.
     - neither: the per-parameter loop, the release's code path.
     """
@@ -158,9 +158,9 @@ class BertAdam(Optimizer):
             elif group.get("foreach", True):
                 # The same element-wise operations in the same order as the loop below (so the
                 # same bits), issued as a few multi-tensor kernels instead of ~10 small kernels
-                # per parameter: far fewer kernel launches on a GPU. On the 2-core CPU it is
-                # slower than the loop (2.23 vs 1.19 s for 228M parameters, docs/benchmarks.md):
-                # the update is memory-bound and this path materialises the update tensors.
+                # per parameter: far fewer kernel launches on a GPU. On a CPU it can be slower
+                # than the loop (docs/benchmarks.md): the update is memory-bound and this path
+                # materialises the update tensors.
                 for _, (ps, gs, ms, vs) in _by_device(params, grads, avgs, sqs):
                     torch._foreach_mul_(ms, beta1)
                     torch._foreach_add_(ms, gs, alpha=1.0 - beta1)
@@ -214,8 +214,8 @@ def build_optimizer(
     if key == "bertadam":
         return BertAdam(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
     if key == "adamw":
-        # torch's fused AdamW runs on CUDA and CPU (measured 5.8x faster than foreach on this
-        # project's CPU, docs/benchmarks.md); foreach for other devices.
+        # torch's fused AdamW runs on CUDA and CPU, one pass per tensor (docs/benchmarks.md
+        # compares the paths); foreach for other devices.
         fusable = len(params) > 0 and all(p.device.type in ("cuda", "cpu") and p.is_floating_point()
                                           for p in params)
         kwargs: dict[str, Any] = {"fused": True} if fusable else {"foreach": True}

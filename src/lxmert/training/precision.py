@@ -2,19 +2,17 @@
 
 - CUDA: bf16 (Ampere and newer) or fp16 (with a gradient scaler, in the trainer).
 - CPU: bf16 only. On CPUs with AMX (Intel Sapphire Rapids and newer) or AVX512-BF16, oneDNN
-  runs bf16 GEMMs several times faster than fp32 (this project's 2-core machine: 2.3 vs 0.37
-  TFLOP/s on a 2048^3 product), which makes a B=32 pre-training step ~1.9x and QA inference
-  ~2.3x faster (docs/benchmarks.md). Without those instructions bf16 is emulated and SLOWER
-  than fp32, so we warn. fp16 autocast on CPU is refused: it has no fast kernels there and
+  runs bf16 GEMMs several times faster than fp32, which speeds up training and inference
+  accordingly (docs/benchmarks.md has the measurements). Without those instructions bf16
+  is emulated and SLOWER than fp32, so we warn. fp16 autocast on CPU is refused: it has no fast kernels there and
   no loss scaling in our trainer.
 - Anything else (MPS): amp must be "none".
 
 Master weights, gradients and optimiser state stay fp32 on every device. Autocast computes
 the losses in fp32; beyond that the devices differ: CUDA keeps softmax and LayerNorm outputs
 in fp32, while CPU autocast runs them (and so the residual stream) in bf16, with fp32
-statistics inside the LayerNorm kernel. Measured effect on CPU: training losses within
-0.1% of fp32 over the first steps, VQA / NLVR2 accuracy within 0.2 points (tests and
-docs/benchmarks.md).
+statistics inside the LayerNorm kernel; the tests bound the effect on losses and
+accuracies, docs/benchmarks.md reports it.
 """
 
 from __future__ import annotations
