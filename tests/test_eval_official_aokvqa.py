@@ -15,7 +15,7 @@ import random
 import pytest
 
 from lxmert.evaluation import (
-    evaluate,
+    score,
     evaluate_aokvqa,
     get_metric,
     write_aokvqa_submission,
@@ -117,7 +117,7 @@ def test_every_path_prints_the_official_figures(generated, tmp_path):
     sub = write_aokvqa_submission(tmp_path / "predictions.json",
                                   {q: p["multiple_choice"] for q, p in preds.items() if "multiple_choice" in p},
                                   {q: p["direct_answer"] for q, p in preds.items() if "direct_answer" in p})
-    assert evaluate("aokvqa", sub, ann)["official"] == off
+    assert score("aokvqa", sub, ann)["official"] == off
     # ... and the written file is what the official script loads
     assert official_main(data, json.loads(sub.read_text())) == off
 

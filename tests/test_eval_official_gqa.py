@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import pytest
 
-from lxmert.evaluation import evaluate, evaluate_gqa, write_gqa_submission
+from lxmert.evaluation import score, evaluate_gqa, write_gqa_submission
 
 
 def official_eval(questions, predictions, choices, scenes, attentions, object_features, map_size=7):
@@ -267,7 +267,7 @@ def test_written_submission_and_files_are_read_as_the_official_script_reads_them
     loaded = {p["questionId"]: p["prediction"] for p in loaded}
     assert loaded == preds
     off = official_eval(questions, loaded, choices, scenes, attentions, True)
-    ours = evaluate("gqa", sub, paths["questions"], choices=paths["choices"], scene_graphs=paths["scenes"],
+    ours = score("gqa", sub, paths["questions"], choices=paths["choices"], scene_graphs=paths["scenes"],
                     attentions=paths["attentions"])
     assert ours["official"]["accuracy"] == float(f"{off['accuracy']:.2f}")
     assert ours["grounding"] * 100 == off["grounding"] and ours["validity"] * 100 == off["validity"]

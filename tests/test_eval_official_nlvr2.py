@@ -15,7 +15,7 @@ import random
 import pytest
 
 from lxmert.evaluation import (
-    evaluate,
+    score,
     evaluate_nlvr2,
     read_nlvr2_predictions,
     write_nlvr2_predictions,
@@ -102,7 +102,7 @@ def files(tmp_path_factory):
 def test_a_clean_file_scores_exactly_like_the_official_script(files):
     examples, labels, clean, _ = files
     off = official_metrics(clean, labels)
-    ours = evaluate("nlvr2", clean, labels)
+    ours = score("nlvr2", clean, labels)
     assert ours["per_example"] == off["per_example"]
     assert (ours["accuracy"], ours["consistency"]) == (off["precision"], off["consistency"])
     assert ours["official"] == {"precision": off["precision"], "consistency": off["consistency"]}
@@ -117,7 +117,7 @@ def test_what_the_script_scores_wrong_is_an_error_naming_the_line(files):
     with pytest.raises(ValueError, match=rf"dirty.csv:{first}: prediction .* neither True nor False"):
         read_nlvr2_predictions(dirty)
     with pytest.raises(ValueError, match=rf"dirty.csv:{first}:"):
-        evaluate("nlvr2", dirty, labels)
+        score("nlvr2", dirty, labels)
 
 
 def test_non_strict_reading_scores_every_example_like_the_official_script(files):
@@ -125,7 +125,7 @@ def test_non_strict_reading_scores_every_example_like_the_official_script(files)
     _, labels, _, dirty = files
     off = official_metrics(dirty, labels)
     with pytest.warns(UserWarning) as caught:
-        ours = evaluate("nlvr2", dirty, labels, strict=False)
+        ours = score("nlvr2", dirty, labels, strict=False)
     messages = [str(w.message) for w in caught]
     assert any("dirty.csv:" in m for m in messages)                # the reader names the line
     assert any("scores them wrong" in m for m in messages)         # the scorer counts them
@@ -165,7 +165,7 @@ def test_missing_identifiers_are_an_error_like_the_script(files, tmp_path):
     short.write_text("".join(lines[:-5]), newline="")
     assert official_metrics(short, labels) is None
     with pytest.raises(ValueError, match="5 annotated NLVR2 example ids have no prediction"):
-        evaluate("nlvr2", short, labels)
+        score("nlvr2", short, labels)
 
 
 def test_the_written_file_is_scored_by_the_official_script(files, tmp_path):
@@ -178,4 +178,4 @@ def test_the_written_file_is_scored_by_the_official_script(files, tmp_path):
     ours = evaluate_nlvr2(preds, [json.loads(x) for x in labels.read_text().splitlines()])
     assert ours["per_example"] == off["per_example"]
     assert (ours["accuracy"], ours["consistency"]) == (off["precision"], off["consistency"])
-    assert evaluate("nlvr2", path, labels)["accuracy"] == off["precision"]
+    assert score("nlvr2", path, labels)["accuracy"] == off["precision"]

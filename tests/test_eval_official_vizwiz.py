@@ -18,7 +18,7 @@ import re
 import numpy as np
 import pytest
 
-from lxmert.evaluation import evaluate, evaluate_vizwiz, write_vizwiz_submission
+from lxmert.evaluation import score, evaluate_vizwiz, write_vizwiz_submission
 from lxmert.evaluation.vizwiz import VIZWIZ_CONTRACTIONS, normalize_vizwiz_answer
 from lxmert.evaluation.vqa import normalize_vqa_answer
 
@@ -282,6 +282,6 @@ def test_written_submission_is_read_by_the_official_loader(generated, tmp_path):
     ev = OfficialVizWizEval({a["image"]: a for a in anns}, img_to_qa)
     ev.evaluate()
     ev.evaluate_unanswerability()
-    ours = evaluate("vizwiz", sub, ann_path)
+    ours = score("vizwiz", sub, ann_path)
     assert ours["official"]["overall"] == ev.accuracy["overall"]
     assert ours["official"]["unanswerability"] == ev.unanswerability

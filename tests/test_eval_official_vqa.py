@@ -21,7 +21,7 @@ import re
 
 import pytest
 
-from lxmert.evaluation import evaluate, evaluate_vqa, vqa_accuracy, write_vqa_submission
+from lxmert.evaluation import score, evaluate_vqa, vqa_accuracy, write_vqa_submission
 from lxmert.evaluation.vqa import CONTRACTIONS
 
 # The master table as it stands in vqaEval.py (a013f00).
@@ -294,4 +294,4 @@ def test_official_file_round_trip_through_the_loader_rules(generated, tmp_path):
     assert {a["question_id"] for a in anns} == {a["question_id"] for a in annotations["annotations"]}
     assert all(isinstance(a["answer"], str) for a in anns)
     ev = official(annotations, {a["question_id"]: a["answer"] for a in anns}, master=True)
-    assert evaluate("vqa", sub, ann_path)["official"]["overall"] == ev.accuracy["overall"]
+    assert score("vqa", sub, ann_path)["official"]["overall"] == ev.accuracy["overall"]

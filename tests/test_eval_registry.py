@@ -97,11 +97,11 @@ def test_registry_accepts_dataclass_entries_and_keyed_dicts():
         get_metric("vqa")({1: "yes"}, [Entry(1, "i", "s", None)])
 
 
-def test_evaluate_from_files(tmp_path):
+def test_score_from_files(tmp_path):
     import json
 
     from lxmert.evaluation import (
-        evaluate,
+        score,
         write_nlvr2_predictions,
         write_vizwiz_submission,
     )
@@ -111,7 +111,7 @@ def test_evaluate_from_files(tmp_path):
     ann.write_text("\n".join(json.dumps({"identifier": f"dev-1-{i}-0", "label": "True", "sent": "s"})
                              for i in range(2)) + "\n")
     preds = write_nlvr2_predictions(tmp_path / "p.csv", {"dev-1-0-0": True, "dev-1-1-0": False})
-    res = evaluate("nlvr2", preds, ann)
+    res = score("nlvr2", preds, ann)
     assert res["accuracy"] == 0.5 and res["consistency"] == 0.0
     viz_ann = tmp_path / "val.json"
     viz_ann.write_text(json.dumps([{"image": "a.jpg", "answers": ["yes"] * 10, "answerable": 1,
@@ -120,8 +120,8 @@ def test_evaluate_from_files(tmp_path):
                                     "answer_type": "yes/no"}]))
     sub = write_vizwiz_submission(tmp_path / "v.json", {"a.jpg": "yes", "b.jpg": "yes"},
                                   answerable={"a.jpg": 0.9, "b.jpg": 0.2})
-    res = evaluate("vizwiz", sub, viz_ann)
+    res = score("vizwiz", sub, viz_ann)
     assert res["accuracy"] == 0.5 and res["unanswerable_ap"] == 1.0
     (tmp_path / "bad.json").write_text('{"a": 1}\n{oops\n')
     with pytest.raises(ValueError, match="bad.json:2"):
-        evaluate("nlvr2", preds, tmp_path / "bad.json")
+        score("nlvr2", preds, tmp_path / "bad.json")

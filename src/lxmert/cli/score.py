@@ -1,7 +1,7 @@
 """`lxmert score TASK PREDICTIONS ANNOTATIONS`: score a prediction file with the official rules.
 
 The standalone scorer: the same code as `lxmert evaluate` and the training loop's
-validation (`lxmert.evaluation.evaluate`), on files - a test-server submission the package
+validation (`lxmert.evaluation.score`), on files - a test-server submission the package
 wrote, or anyone else's - against the benchmark's own annotation file.
 """
 
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lxmert.atomic import atomic_write_text
-    from lxmert.evaluation import evaluate
+    from lxmert.evaluation import score
 
     options: dict[str, str] = dict(vqa_rules_options(args))
     for flag, task, key in (("gqa_choices", "gqa", "choices"), ("gqa_scene_graphs", "gqa", "scene_graphs"),
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             if args.task != task:
                 raise ValueError(f"--{flag.replace('_', '-')} applies to {task}, not {args.task}")
             options[key] = value
-    result = evaluate(args.task, args.predictions, args.annotations, strict=not args.lenient, **options)
+    result = score(args.task, args.predictions, args.annotations, strict=not args.lenient, **options)
     text = json.dumps(result, indent=2, sort_keys=True, default=str)
     print(json.dumps(result.get("official", result), indent=2, sort_keys=True, default=str))
     if args.out:

@@ -5,8 +5,7 @@ Per task, a full evaluator returning fractions plus the official printout (perce
 :func:`evaluate_vizwiz`, :func:`evaluate_classification`; writers and readers for the
 prediction files the leaderboards take (:mod:`lxmert.evaluation.submissions`); and the
 registry (:mod:`lxmert.evaluation.registry`): :func:`get_metric`, that the training loop
-uses, and :func:`evaluate`, which takes file paths (what ``lxmert evaluate --predictions
-FILE`` needs)::
+uses, and :func:`score`, which takes file paths (what ``lxmert score`` runs)::
 
     metric = get_metric("vqa")                      # get_metric("vqa", rules="legacy")
     scores = metric(predictions, dataset_annotations)   # {"accuracy": 0.69, ...}
@@ -28,7 +27,7 @@ from .classification import (
 )
 from .gqa import evaluate_gqa
 from .nlvr2 import evaluate_nlvr2, read_nlvr2_categories
-from .registry import METRICS, Metric, evaluate, get_metric, load_annotations
+from .registry import METRICS, Metric, get_metric, load_annotations, score
 from .submissions import (
     read_gqa_attentions,
     read_nlvr2_predictions,
@@ -63,7 +62,6 @@ __all__ = [
     "accuracy",
     "average_precision",
     "da_accuracy",
-    "evaluate",
     "evaluate_aokvqa",
     "evaluate_classification",
     "evaluate_gqa",
@@ -85,6 +83,7 @@ __all__ = [
     "read_predictions",
     "read_vizwiz_predictions",
     "roc_auc",
+    "score",
     "select_choice",
     "soft_scores",
     "subset_accuracy",

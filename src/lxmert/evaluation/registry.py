@@ -7,8 +7,8 @@ take ``predictions`` as ``{id: answer}`` (or the list-of-dicts form of the submi
 and the dataset's annotation entries. VQA, GQA, NLVR2 and VizWiz evaluate the predicted ids
 only (a validation pass over a subset is fine); A-OKVQA scores every annotated question,
 as its official script does (:func:`~lxmert.evaluation.aokvqa.evaluate_aokvqa` is its one
-scoring path). :func:`evaluate` is the full evaluator from file paths or objects (what
-``lxmert evaluate --predictions FILE`` needs).
+scoring path). :func:`score` is the full evaluator from file paths or objects (what ``lxmert score``
+runs).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .submissions import read_gqa_attentions, read_predictions, read_vizwiz_pred
 from .vizwiz import evaluate_vizwiz
 from .vqa import evaluate_vqa, label_score
 
-__all__ = ["METRICS", "Metric", "evaluate", "get_metric", "load_annotations"]
+__all__ = ["METRICS", "Metric", "score", "get_metric", "load_annotations"]
 
 # Per-item tables and reasons are not metrics: left out of the flat dict.
 _SKIP = {"official", "per_question", "per_example", "absent", "rules"}
@@ -266,7 +266,7 @@ def _maybe_load(value: Any) -> Any:
     return load_annotations(value) if isinstance(value, (str, os.PathLike)) else value
 
 
-def evaluate(task: str, predictions: Any, annotations: Any, *, strict: bool = True,
+def score(task: str, predictions: Any, annotations: Any, *, strict: bool = True,
              **kwargs: Any) -> dict[str, Any]:
     """The full evaluator of ``task`` (nested breakdowns and the ``"official"`` printout).
 
