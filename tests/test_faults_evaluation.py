@@ -55,7 +55,7 @@ def repeated_annotation(env: Env) -> Any:
 
 def gqa_id_keyed_file(env: Env) -> Any:
     entry = '{"answer": "yes", "question": "is it?", "types": {"structural": "verify"}}'
-    text = '{"q1": %s, "q2": %s, "q1": %s}' % (entry, entry, entry)
+    text = f'{{"q1": {entry}, "q2": {entry}, "q1": {entry}}}'
     return score(env, "gqa", [{"questionId": "q1", "prediction": "yes"}], text)
 
 

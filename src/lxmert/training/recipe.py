@@ -8,8 +8,10 @@ objectives). The recipes the package ships live in `lxmert/recipes/*.toml` (pack
 so a wheel install has them); `--config NAME` picks one, `--config PATH` reads a file.
 Command-line overrides use dotted keys (`--set optim.lr=1e-4 train.epochs=2`); the value
 is read as a TOML value when it parses as one (numbers, booleans, lists, quoted strings)
-and as a bare string otherwise. Unknown keys are errors naming the file and the key: a typo
-in a recipe must never silently train the default.
+and as a bare string otherwise; `none` unsets an optional value (`train.max_steps=none`:
+train `train.epochs`). Unknown keys and values out of range are errors naming the file and
+the key (`Recipe.validate`, one place for every section): a typo in a recipe must never
+silently train the default, nor `max_steps = 0` silently mean "full epochs".
 """
 
 from __future__ import annotations

@@ -182,8 +182,9 @@ class Task:
         """DataFormatError naming the files when `dataset` (with `has_labels`) has none."""
         if not getattr(dataset, "has_labels", True):
             files = ", ".join(str(p) for p in self.split_files(splits))
-            raise DataFormatError(f"{self.name} split {splits!r} ({key}) has no labels: {files}; training and "
-                                  f"validation need labelled splits (unlabelled ones are for `lxmert predict`)")
+            raise DataFormatError(f"{self.name} split {splits!r} ({key}) has no labels: {files}; training, "
+                                  f"validation and evaluation need labelled splits (unlabelled ones are for "
+                                  f"`lxmert predict`)")
 
     def collate(self, items: list[Any]) -> Batch:
         return self.train_dataset().collate(items)  # type: ignore[attr-defined]
