@@ -126,14 +126,14 @@ def test_per_question_scores_equal_the_official_rule(generated):
     data, preds = generated
     ours = evaluate_aokvqa(preds, data)
     by_id = {e["question_id"]: e for e in data}
-    for q, score in ours["per_question"]["mc"].items():
+    for q, item_score in ours["per_question"]["mc"].items():
         p = preds.get(q, {}).get("multiple_choice")
         e = by_id[q]
-        assert score == (0.0 if p is None else float(p == e["choices"][e["correct_choice_idx"]]))
+        assert item_score == (0.0 if p is None else float(p == e["choices"][e["correct_choice_idx"]]))
     assert set(ours["per_question"]["da"]) == {q for q, e in by_id.items() if e["difficult_direct_answer"] is False}
-    for q, score in ours["per_question"]["da"].items():
+    for q, item_score in ours["per_question"]["da"].items():
         p = preds.get(q, {}).get("direct_answer")
-        assert score == (0.0 if p is None else min(1.0, sum([p == d for d in by_id[q]["direct_answers"]]) / 3.0))
+        assert item_score == (0.0 if p is None else min(1.0, sum([p == d for d in by_id[q]["direct_answers"]]) / 3.0))
     assert ours["mc_off_choice"] > 100          # off-choice answers occur and score 0
 
 

@@ -324,7 +324,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "lxmert", 
         tokenizer = LxmertTokenizer.from_vocab(source if source.is_dir() else None)
         return export_hf(target, model.canonical_state(), model.config, type(model).__name__,
                          answers=getattr(model, "answers", None), tokenizer=tokenizer)
-    return export_original(target, model.canonical_state())
+    return export_original(target, model.canonical_state(), answers=getattr(model, "answers", None))
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:

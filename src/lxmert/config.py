@@ -9,12 +9,81 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+__all__ = ["LxmertConfig", "CONFIG_NAME", "HIDDEN_ACTS", "config_problems"]
 
 CONFIG_NAME = "config.json"
+HIDDEN_ACTS = ("gelu", "gelu_new", "relu", "gelu_python")
+
+# What each field may hold. A wrong type or range is refused by name when the config is
+# built (and, through `config_problems`, when a recipe is read): `hidden_size=0` or
+# `"abc"` would otherwise fail deep inside torch, and `l_layers=-1` would build a model
+# with no language layers without a word.
+_AT_LEAST_ONE = ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings", "type_vocab_size", "visual_feat_dim", "visual_pos_dim",
+                 "num_object_labels", "num_attr_labels")
+# zero layers of an encoder is a model the code runs (an ablation); zero QA rows a model
+# without that head
+_AT_LEAST_ZERO = ("l_layers", "x_layers", "r_layers", "num_qa_labels", "pad_token_id")
+_PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+_POSITIVE_NUMBERS = ("layer_norm_eps", "visual_loss_normalizer")
+_NON_NEGATIVE_NUMBERS = ("initializer_range",)
+_SWITCHES = ("task_matched", "task_mask_lm", "task_obj_predict", "task_qa", "visual_obj_loss",
+             "visual_attr_loss", "visual_feat_loss")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def config_problems(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """What is wrong with these `LxmertConfig` field values, one line per field naming it
+    (`prefix` + name, e.g. "model.hidden_size"); empty when nothing is. Fields absent from
+    `values` are not checked, so a recipe's partial `[model]` section can be checked alone."""
+    out: list[str] = []
+
+    def bad(name: str, expected: str) -> None:
+        out.append(f"{prefix}{name} = {values[name]!r} (expected {expected})")
+
+    for name in _AT_LEAST_ONE:
+        if name in values and not (_is_int(values[name]) and values[name] >= 1):
+            bad(name, "an integer >= 1")
+    for name in _AT_LEAST_ZERO:
+        if name in values and not (_is_int(values[name]) and values[name] >= 0):
+            bad(name, "an integer >= 0")
+    for name in _PROBABILITIES:
+        if name in values and not (_is_number(values[name]) and 0.0 <= values[name] <= 1.0):
+            bad(name, "a probability in [0, 1]")
+    for name in _POSITIVE_NUMBERS:
+        if name in values and not (_is_number(values[name]) and values[name] > 0):
+            bad(name, "a finite number > 0")
+    for name in _NON_NEGATIVE_NUMBERS:
+        if name in values and not (_is_number(values[name]) and values[name] >= 0):
+            bad(name, "a finite number >= 0")
+    for name in _SWITCHES:
+        if name in values and not isinstance(values[name], bool):
+            bad(name, "true or false")
+    if "hidden_act" in values and values["hidden_act"] not in HIDDEN_ACTS:
+        bad("hidden_act", f"one of {', '.join(HIDDEN_ACTS)}")
+    if "extra" in values and not isinstance(values["extra"], dict):
+        bad("extra", "a table")
+    size, heads = values.get("hidden_size"), values.get("num_attention_heads")
+    if _is_int(size) and _is_int(heads) and size >= 1 and heads >= 1 and size % heads:
+        out.append(f"{prefix}hidden_size {size} is not a multiple of {prefix}num_attention_heads {heads}")
+    pad, vocab = values.get("pad_token_id"), values.get("vocab_size")
+    if _is_int(pad) and _is_int(vocab) and 0 <= pad and 1 <= vocab <= pad:
+        out.append(f"{prefix}pad_token_id {pad} is not below {prefix}vocab_size {vocab}")
+    return out
 
 # Keys a Hugging Face config carries that describe the HF runtime, not the network.
 _HF_RUNTIME_KEYS = {
@@ -66,13 +135,9 @@ class LxmertConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} is not a multiple of "
-                f"num_attention_heads {self.num_attention_heads}"
-            )
-        if self.hidden_act not in ("gelu", "gelu_new", "relu", "gelu_python"):
-            raise ValueError(f"unsupported hidden_act {self.hidden_act!r}")
+        problems = config_problems(vars(self))
+        if problems:
+            raise ValueError("LxmertConfig: " + "; ".join(problems))
 
     @property
     def head_dim(self) -> int:
@@ -89,6 +154,8 @@ class LxmertConfig:
         a user put in a config file; HF runtime keys are dropped on purpose.
         """
         data = {**data, **overrides}
+        if data.get("pad_token_id", 0) is None:
+            del data["pad_token_id"]  # Hugging Face writes null for "unset"; BERT's [PAD] is 0
         names = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in data.items() if k in names and k != "extra"}
         extra = dict(data.get("extra") or {})
@@ -101,9 +168,9 @@ class LxmertConfig:
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "LxmertConfig":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object")
         return cls.from_dict(data, **overrides)

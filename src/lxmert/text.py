@@ -75,12 +75,15 @@ class LxmertTokenizer:
         if not path.is_file():
             raise FileNotFoundError(f"vocabulary file not found: {path}")
         vocab: dict[str, int] = {}
-        with open(path, encoding="utf-8") as handle:
-            for index, line in enumerate(handle):
-                token = line.rstrip("\n")
-                if token in vocab:
-                    raise ValueError(f"{path}:{index + 1}: duplicate token {token!r}")
-                vocab[token] = index
+        try:
+            with open(path, encoding="utf-8") as handle:
+                for index, line in enumerate(handle):
+                    token = line.rstrip("\n")
+                    if token in vocab:
+                        raise ValueError(f"{path}:{index + 1}: duplicate token {token!r}")
+                    vocab[token] = index
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not UTF-8 text ({err})") from None
         if not vocab:
             raise ValueError(f"{path}: empty vocabulary")
         return vocab
@@ -274,26 +277,35 @@ class AnswerTable:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        except FileNotFoundError:
+            raise FileNotFoundError(f"answer table not found: {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
         if isinstance(data, dict):
             if not all(isinstance(v, int) for v in data.values()):
                 raise ValueError(f"{path}: an ans2label table must map answers to ints")
             ordered = sorted(data.items(), key=lambda kv: kv[1])
             if [v for _, v in ordered] != list(range(len(ordered))):
                 raise ValueError(f"{path}: ans2label indices are not 0..{len(ordered) - 1}")
-            return cls([k for k, _ in ordered])
+            return cls._named([k for k, _ in ordered], path)
         if isinstance(data, list):
             answers = []
             for i, item in enumerate(data):
                 if isinstance(item, str):
                     answers.append(item)
-                elif isinstance(item, dict) and "ans" in item:
+                elif isinstance(item, dict) and isinstance(item.get("ans"), str):
                     answers.append(item["ans"])
                 else:
                     raise ValueError(f"{path}: entry {i} is neither an answer string nor {{'ans': ...}}")
-            return cls(answers)
+            return cls._named(answers, path)
         raise ValueError(f"{path}: expected a list or an object")
+
+    @classmethod
+    def _named(cls, answers: list[str], path: Path) -> "AnswerTable":
+        try:
+            return cls(answers)
+        except ValueError as err:  # a repeated answer
+            raise ValueError(f"{path}: {err}") from None
 
     def save(self, path: str | os.PathLike) -> None:
         from lxmert.atomic import atomic_write_text

@@ -18,8 +18,8 @@ from typing import Mapping, Sequence
 import torch
 
 from lxmert.atomic import atomic_open, atomic_write_text
-from lxmert.checkpoint.files import ANSWERS_NAME, CONFIG_NAME, WEIGHTS_NAME
-from lxmert.checkpoint.layouts import to_hf_state, to_original_state
+from lxmert.checkpoint.files import ANSWERS_NAME, CONFIG_NAME, WEIGHTS_NAME, pth_answers_path
+from lxmert.checkpoint.layouts import ANSWER_WEIGHT_KEY, to_hf_state, to_original_state
 from lxmert.config import LxmertConfig
 from lxmert.errors import CheckpointError
 from lxmert.text import LxmertTokenizer
@@ -75,10 +75,22 @@ def export_hf(directory: str | os.PathLike, canonical: Mapping[str, torch.Tensor
     return directory
 
 
-def export_original(path: str | os.PathLike, canonical: Mapping[str, torch.Tensor]) -> Path:
-    """The authors' `.pth` layout (for their scripts), saved as a plain tensor dict."""
+def export_original(path: str | os.PathLike, canonical: Mapping[str, torch.Tensor], *,
+                    answers: Sequence[str] | None = None) -> Path:
+    """The authors' `.pth` layout (for their scripts), saved as a plain tensor dict, with
+    the answer head's rows named in `NAME.answers.json` beside it (`answers`): the `.pth`
+    has no place for them, and without them a head of a table other than the release's
+    cannot be remapped when fine-tuning starts from the file."""
     path = Path(path)
     state = to_original_state(canonical)
+    rows = canonical.get(ANSWER_WEIGHT_KEY)
+    if answers and rows is not None and len(answers) != rows.shape[0]:
+        raise CheckpointError(f"{len(answers)} answers for a {rows.shape[0]}-row answer head")
     with atomic_open(path, "wb") as handle:
         torch.save({k: v.contiguous().clone() for k, v in state.items()}, handle)
+    sidecar = pth_answers_path(path)
+    if answers and rows is not None:
+        atomic_write_text(sidecar, json.dumps(list(answers), ensure_ascii=False) + "\n")
+    elif sidecar.is_file():
+        sidecar.unlink()  # a stale list of a former file of this name would name the wrong rows
     return path

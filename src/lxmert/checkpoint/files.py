@@ -10,8 +10,9 @@ Our directory format (what `save_pretrained` writes, and what Hugging Face write
     recipe.json          the training recipe, in checkpoints written by `lxmert pretrain|finetune`
 
 Also read: Hugging Face's `pytorch_model.bin`, the authors' `.pth` files (any directory
-holding exactly one), and a training run's `last` marker (a text file naming its newest
-complete checkpoint). Pickled files are read with `torch.load(weights_only=True)`, so a
+holding exactly one; `NAME.answers.json` beside `NAME.pth` names its answer rows, as
+`lxmert convert --to original` writes it), and a training run's `last` marker (a text
+file naming its newest complete checkpoint). Pickled files are read with `torch.load(weights_only=True)`, so a
 checkpoint never runs code. Every file is written atomically, weights before config, so a
 directory whose config exists always has complete weights beside it.
 """
@@ -32,7 +33,7 @@ from lxmert.errors import CheckpointError
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "INT8_WEIGHTS_NAME", "HF_BIN_NAME", "ANSWERS_NAME", "RECIPE_NAME",
     "LAST_NAME", "CLASS_KEY", "StoredCheckpoint", "resolve_checkpoint", "read_state_dict", "read_checkpoint",
-    "read_answers", "write_checkpoint", "weights_file", "hf_answers",
+    "read_answers", "write_checkpoint", "weights_file", "hf_answers", "has_config", "pth_answers_path",
 ]
 
 CONFIG_NAME = "config.json"
@@ -169,6 +170,30 @@ class StoredCheckpoint:
         return self.weights.parent
 
 
+def pth_answers_path(weights: str | os.PathLike) -> Path:
+    """The answer list beside an authors' `.pth` file: `NAME.answers.json` for `NAME.pth`
+    (the format itself has no place for it; without it only the release's table sizes
+    identify a head's rows)."""
+    weights = Path(weights)
+    return weights.with_name(weights.stem + ".answers.json")
+
+
+def _owns_directory(path: Path, weights: Path) -> bool:
+    # config.json and answers.json belong to the weights only in a checkpoint directory; a
+    # `.pth` file sitting in some folder does not own the folder's other files.
+    return path.is_dir() or weights.suffix in (".safetensors", ".bin")
+
+
+def has_config(path: str | os.PathLike) -> bool:
+    """Whether the checkpoint at `path` carries its config.json (an authors' `.pth` alone
+    does not: its sizes are read off the weights, its head count must be given), found
+    without reading any weights."""
+    path = resolve_checkpoint(path)
+    if path.is_dir():
+        return (path / CONFIG_NAME).is_file()
+    return path.is_file() and _owns_directory(path, path) and (path.parent / CONFIG_NAME).is_file()
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> StoredCheckpoint:
     """Read any supported checkpoint (a directory, a weights file, a run's `last` marker)."""
     original = Path(path)
@@ -185,9 +210,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     else:
         state = _read_pickle(weights, map_location)
     directory = weights.parent
-    # config.json and answers.json belong to the weights only in a checkpoint directory; a
-    # `.pth` file sitting in some folder does not own the folder's other files.
-    own_dir = path.is_dir() or weights.suffix in (".safetensors", ".bin")
+    own_dir = _owns_directory(path, weights)
     config = answers = None
     if own_dir and (directory / CONFIG_NAME).is_file():
         config = _read_json(directory / CONFIG_NAME)
@@ -195,6 +218,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             raise CheckpointError(f"{directory / CONFIG_NAME}: expected a JSON object")
     if own_dir and (directory / ANSWERS_NAME).is_file():
         answers = read_answers(directory / ANSWERS_NAME)
+    if answers is None and weights.suffix == ".pth" and pth_answers_path(weights).is_file():
+        answers = read_answers(pth_answers_path(weights))
     if answers is None and config is not None:
         answers = hf_answers(config)  # a Hugging Face export names its rows in id2label
     class_name = metadata.get(CLASS_KEY)

@@ -7,8 +7,9 @@ the feature packages), report. Building the parser imports no torch: the command
 what they need when they run.
 
 Errors a user can cause (the package's own error types, bad values, missing or unwritable
-files) print as one line naming the file, key or value and exit 1; `--debug` shows the
-traceback. SIGINT exits 130; a closed stdout (`| head`) is not an error.
+files, an allocation a flag made too large) print as one line naming the file, key or
+value and exit 1; `--debug` shows the traceback. A run stopped by SIGTERM / SIGINT exits
+128 + the signal number after its checkpoint; a closed stdout (`| head`) is not an error.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _describe(err: BaseException) -> str:
         where = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
         return f"{where}: {reason}"
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__
+    text = "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__
+    return f"out of memory: {text}" if isinstance(err, MemoryError) else text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the package's warnings (dropped answers, fresh heads, fallbacks) as readable lines
     logging.basicConfig(level=logging.WARNING, format="lxmert: %(levelname)s: %(message)s")
 
-    handled = (LxmertError, ValueError, KeyError, OSError, NonFiniteLossError)
+    # MemoryError: numpy's "Unable to allocate 59.6 GiB for an array with shape ..." from a
+    # size a flag asked for is the user's to fix, like a bad value
+    handled = (LxmertError, ValueError, KeyError, OSError, NonFiniteLossError, MemoryError)
     try:
         result = args.func(args)
         sys.stdout.flush()

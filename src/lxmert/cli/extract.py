@@ -97,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_store:
         from lxmert.features.build import build_store
 
-        info = build_store(tsv, out, dtype=args.dtype, progress=not args.quiet, overwrite=True)
+        # the store records the detector's own class counts: ids are checked against them at
+        # import, and pre-training checks them against the model's label counts
+        info = build_store(tsv, out, dtype=args.dtype, progress=not args.quiet, overwrite=True,
+                           num_object_labels=extractor.cfg.num_classes, num_attr_labels=extractor.cfg.num_attrs)
         print(info.summary())
     if args.random_init:
         print(RANDOM_WARNING, file=sys.stderr)

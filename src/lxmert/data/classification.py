@@ -105,8 +105,14 @@ class ClassificationDataset(Dataset):
         self.images = ImageFeatures(stores, max_boxes=max_boxes)
         self.max_length = max_length
         entries: list[ClassificationEntry] = []
+        first_seen: dict[str, str] = {}
         for path in self.paths:
-            entries.extend(read_classification_jsonl(path))
+            for entry in read_classification_jsonl(path):
+                # predictions are keyed by id: a repeat would overwrite an example's score
+                if entry.id in first_seen:
+                    raise DataFormatError(f"{entry.where}: id {entry.id!r} repeated (first at {first_seen[entry.id]})")
+                first_seen[entry.id] = entry.where
+                entries.append(entry)
         if not entries:
             raise ValueError(f"no examples in {[str(p) for p in self.paths]}")
         labelled = [e for e in entries if e.labels is not None]

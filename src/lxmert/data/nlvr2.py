@@ -21,11 +21,32 @@ from lxmert.data.collate import Batch, stack_objects, text_batch
 from lxmert.data.sources import DataFormatError
 from lxmert.features.union import ImageFeatures, StoreLike
 from lxmert.data.text_index import TokenIndex
+from lxmert.evaluation.nlvr2 import sentence_key
 from lxmert.text import LxmertTokenizer
 
-__all__ = ["NLVR2Dataset", "collate_nlvr2"]
+__all__ = ["NLVR2Dataset", "collate_nlvr2", "identifier_problem"]
 
 _REQUIRED = ("identifier", "img0", "img1", "sent")
+
+
+def identifier_problem(identifier: object) -> str | None:
+    """What is wrong with an NLVR2 identifier, None when nothing.
+
+    The official format is `<split>-<set>-<pair>-<sentence>` (`dev-850-2-0`): predictions
+    are keyed by it and the consistency metric groups by it with the third field blanked
+    (`lxmert.evaluation.nlvr2.sentence_key`, whose rule is applied here too). Checked when
+    the data is read, so a bad identifier fails before training, not at its evaluation."""
+    if not isinstance(identifier, str):
+        return f"identifier must be a string '<split>-<set>-<pair>-<sentence>', got {type(identifier).__name__}"
+    parts = identifier.split("-")
+    if len(parts) != 4 or not all(parts) or not all(p.isdigit() for p in parts[1:]):
+        return (f"identifier {identifier!r} is not '<split>-<set>-<pair>-<sentence>' "
+                f"(e.g. 'dev-850-2-0'; the consistency metric groups by it)")
+    try:
+        sentence_key(identifier)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 class NLVR2Dataset(Dataset):
@@ -54,6 +75,7 @@ class NLVR2Dataset(Dataset):
         labels: list[int] = []
         locations: list[tuple[int, int, int, int]] = []
         seen: dict[str, tuple[int, int]] = {}
+        first_seen: dict[str, str] = {}
         with_label = without_label = None
         for path in self.paths:
             try:
@@ -61,8 +83,8 @@ class NLVR2Dataset(Dataset):
                     data = json.load(handle)
             except FileNotFoundError:
                 raise FileNotFoundError(f"data file not found: {path}") from None
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{path}: not valid JSON ({err})") from err
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise DataFormatError(f"{path}: not valid JSON ({err})") from None
             if not isinstance(data, list):
                 raise DataFormatError(f"{path}: expected a list of entries, got {type(data).__name__}")
             for index, raw in enumerate(data):
@@ -73,6 +95,13 @@ class NLVR2Dataset(Dataset):
                     if key not in raw:
                         raise DataFormatError(f"{where} (identifier {raw.get('identifier')!r}): missing key {key!r}")
                 where = f"{where} (identifier {raw['identifier']!r})"
+                identifier = raw["identifier"]
+                problem = identifier_problem(identifier)
+                if problem:
+                    raise DataFormatError(f"{where}: {problem}")
+                if identifier in first_seen:
+                    raise DataFormatError(f"{where}: identifier repeated (first at {first_seen[identifier]})")
+                first_seen[identifier] = where
                 if "label" in raw:
                     label = raw["label"]
                     if isinstance(label, bool) or label not in (0, 1):

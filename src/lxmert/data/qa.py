@@ -76,8 +76,8 @@ def load_json_list(path: Path) -> list:
             data = json.load(handle)
     except FileNotFoundError:
         raise FileNotFoundError(f"data file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{path}: not valid JSON ({err})") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataFormatError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, list):
         raise DataFormatError(f"{path}: expected a list of entries, got {type(data).__name__}")
     return data
@@ -145,12 +145,13 @@ class QADataset(Dataset):
         for key in ("question_id", "img_id", "sent"):
             if key not in raw:
                 raise DataFormatError(f"{where}: missing key {key!r}")
-        try:
-            qid = self.question_id_type(raw["question_id"])
-        except (TypeError, ValueError):
-            raise DataFormatError(
-                f"{where}: question_id {raw['question_id']!r} is not a valid {self.question_id_type.__name__}"
-            ) from None
+        qid = raw["question_id"]
+        # Taken as written, never converted: VQA's 2.9 would become 2 and "3" would not
+        # match the integer ids of predictions and the official files.
+        if isinstance(qid, bool) or not isinstance(qid, self.question_id_type) or qid == "":
+            name = self.question_id_type.__name__
+            raise DataFormatError(f"{where}: question_id {qid!r} is not a valid {name} ({type(self).__name__} "
+                                  f"question ids are {name}s, read as written, never converted)")
         label = raw.get("label")
         if label is not None and not (isinstance(label, dict) and all(
                 isinstance(a, str) and isinstance(s, (int, float)) for a, s in label.items())):
@@ -176,9 +177,16 @@ class QADataset(Dataset):
         ids: list[int] = []
         scores: list[float] = []
         with_label = without_label = None
+        first_seen: dict[Any, str] = {}
         for path in self.paths:
             for raw, where in self.read_raw(path):
                 entry = self.parse_entry(raw, where)
+                # predictions and scores are keyed by question id: a repeat would overwrite
+                # one question with another and miscount
+                if entry.question_id in first_seen:
+                    raise DataFormatError(f"{where}: question_id {entry.question_id!r} repeated "
+                                          f"(first at {first_seen[entry.question_id]})")
+                first_seen[entry.question_id] = where
                 if entry.label is None:
                     without_label = without_label or where
                 else:

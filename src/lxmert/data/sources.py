@@ -35,8 +35,8 @@ def _load_json(path: Path) -> Any:
             return json.load(handle)
     except FileNotFoundError:
         raise FileNotFoundError(f"data file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{path}: not valid JSON ({err})") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataFormatError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_pretrain_json(path: str | os.PathLike, sources: Collection[str] | None = None) -> Iterator[TextExample]:

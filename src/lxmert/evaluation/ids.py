@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+__all__ = ["Missing", "MISSING_CHOICES", "index_annotations", "require_unique_ids", "unknown_ids_error", "match_ids"]
+
 Missing = Literal["error", "zero", "ignore"]
 MISSING_CHOICES = ("error", "zero", "ignore")
 
@@ -41,6 +43,17 @@ def index_annotations(
             raise ValueError(f"annotation #{i}: duplicate {key} {entry[key]!r}")
         out[entry[key]] = entry
     return out
+
+
+def require_unique_ids(ids: Iterable[Any], what: str, source: str) -> None:
+    """ValueError naming ``source``, the entry and the id of the first repeated id: scores
+    are keyed by id, so a repeat would silently replace one question by another (30
+    entries of one id counted as 1 question)."""
+    first: dict[Any, int] = {}
+    for i, ident in enumerate(ids):
+        if ident in first:
+            raise ValueError(f"{source}: entry #{i} repeats {what} {ident!r} (first at entry #{first[ident]})")
+        first[ident] = i
 
 
 def unknown_ids_error(unknown: list[Any], gts: Mapping[Any, Any], what: str,

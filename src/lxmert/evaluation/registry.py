@@ -28,6 +28,7 @@ import numpy as np
 from .aokvqa import evaluate_aokvqa
 from .classification import evaluate_classification
 from .gqa import evaluate_gqa
+from .ids import require_unique_ids
 from .nlvr2 import evaluate_nlvr2
 from .submissions import read_gqa_attentions, read_predictions, read_vizwiz_predictions
 from .vizwiz import evaluate_vizwiz
@@ -66,6 +67,8 @@ _LIST_KEYS = (("question_id", "answer"), ("questionId", "prediction"), ("image",
 
 
 def _as_map(predictions: Any) -> dict[Any, Any]:
+    """``{id: prediction}`` from a mapping, a list of row dicts (the submission files'
+    form) or ``(id, prediction)`` pairs; a repeated id is an error, not a silent overwrite."""
     if isinstance(predictions, Mapping):
         return dict(predictions)
     rows = list(predictions)
@@ -74,9 +77,24 @@ def _as_map(predictions: Any) -> dict[Any, Any]:
     if isinstance(rows[0], Mapping):
         for id_key, val_key in _LIST_KEYS:
             if id_key in rows[0] and val_key in rows[0]:
+                for i, r in enumerate(rows):
+                    if not isinstance(r, Mapping) or id_key not in r or val_key not in r:
+                        raise ValueError(f"predictions: entry #{i} lacks {id_key!r} or {val_key!r}")
+                require_unique_ids((r[id_key] for r in rows), id_key, "predictions")
                 return {r[id_key]: r[val_key] for r in rows}
         raise KeyError(f"cannot read predictions with keys {sorted(rows[0])}")
-    return dict(rows)
+    pairs = [tuple(r) for r in rows]
+    require_unique_ids((r[0] for r in pairs), "id", "predictions")
+    return dict(pairs)  # type: ignore[arg-type]
+
+
+def _by_id(entries: list[Mapping[str, Any]], key: str, source: str = "annotations") -> dict[Any, Mapping[str, Any]]:
+    """``{id: entry}``; an entry without ``key`` or a repeated id is an error naming it."""
+    for i, e in enumerate(entries):
+        if key not in e:
+            raise ValueError(f"{source}: entry #{i} has no {key!r}")
+    require_unique_ids((e[key] for e in entries), key, source)
+    return {e[key]: e for e in entries}
 
 
 def _entry_dict(entry: Any, i: int) -> Mapping[str, Any]:
@@ -113,7 +131,7 @@ def _entries(annotations: Any, key: str) -> list[Mapping[str, Any]]:
 def _vqa(predictions: Any, annotations: Any, rules: str = "master") -> dict[str, float]:
     preds = _as_map(predictions)
     entries = _entries(annotations, "question_id")
-    by_id = {e["question_id"]: e for e in entries}
+    by_id = _by_id(entries, "question_id")
     unknown = [q for q in preds if q not in by_id]
     if unknown:
         raise KeyError(f"{len(unknown)} predicted question ids are not in the annotations, "
@@ -177,7 +195,7 @@ def _vizwiz(predictions: Any, annotations: Any) -> dict[str, float]:
 
 def _classification(predictions: Any, annotations: Any) -> dict[str, float]:
     preds = _as_map(predictions)
-    by_id = {e["id"]: e for e in _entries(annotations, "id")}
+    by_id = _by_id(_entries(annotations, "id"), "id")
     ids = list(preds)
     missing = [i for i in ids if i not in by_id]
     if missing:
@@ -245,21 +263,42 @@ def load_annotations(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"annotation file not found: {p}")
-    text = p.read_text(encoding="utf-8")
     try:
-        return json.loads(text)
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{p}: not UTF-8 text ({err})") from None
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # an id-keyed file ({question_id: entry}) with a repeated id would keep only the
+        # last entry, silently; a repeated key anywhere is a damaged file
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise ValueError(f"{p}: key {key!r} repeated in one JSON object")
+                seen.add(key)
+        return out
+
+    try:
+        return json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as whole_err:
         rows = []
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=unique_keys))
             except json.JSONDecodeError as err:
                 where = whole_err if lineno == 1 else err
                 raise ValueError(f"{p}:{lineno if lineno > 1 else where.lineno}: neither JSON nor "
                                  f"JSON lines ({where.msg})") from None
         return rows
+
+
+#: the key that identifies an annotation entry, per task
+_ID_KEYS = {"vqa": "question_id", "gqa": "question_id", "nlvr2": "identifier", "aokvqa": "question_id",
+            "vizwiz": "image", "classification": "id"}
 
 
 def _maybe_load(value: Any) -> Any:
@@ -282,7 +321,11 @@ def score(task: str, predictions: Any, annotations: Any, *, strict: bool = True,
             predictions, answerable = read_vizwiz_predictions(predictions)
         else:
             predictions = read_predictions(predictions, task, strict=strict)
-    annotations = _maybe_load(annotations)
+    if isinstance(annotations, (str, os.PathLike)):
+        source = str(annotations)
+        annotations = load_annotations(annotations)
+        if task in _ID_KEYS:  # a repeated id is refused naming the file, before any scoring
+            _by_id(_entries(annotations, _ID_KEYS[task]), _ID_KEYS[task], source)
     if task == "vqa":
         return evaluate_vqa(_as_map(predictions), annotations, **kwargs)
     if task == "gqa":

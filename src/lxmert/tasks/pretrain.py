@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lxmert.config import LxmertConfig
 from lxmert.data import PretrainingDataset
 from lxmert.labels import IGNORE_INDEX
 from lxmert.modeling import LxmertForPreTraining
@@ -106,13 +107,14 @@ class PretrainTask(Task):
         flags = self.objective_flags()
         if self.recipe.model.init:
             model = LxmertForPreTraining.from_pretrained(self.recipe.model.init, strict=False,
-                                                         **{**self.runtime_overrides(), **flags})
+                                                         **{**self.init_overrides(), **flags})
             if self.options.qa and model.config.num_qa_labels != len(self.answers):
                 raise ValueError(f"{self.recipe.model.init}: QA head has {model.config.num_qa_labels} answers, "
                                  f"the pre-training answer table {len(self.answers)}")
         else:
             model = LxmertForPreTraining(self.scratch_config(num_qa_labels=len(self.answers), **flags))
         model.answers = list(self.answers.answers)  # saved as answers.json: heads remap by text
+        self.check_label_ids(model.config)
         return model
 
     def load_model(self, checkpoint: str | os.PathLike) -> nn.Module:
@@ -120,7 +122,19 @@ class PretrainTask(Task):
         model = LxmertForPreTraining.from_pretrained(checkpoint, strict=False, **self.objective_flags())
         if getattr(model, "answers", None) is None:
             model.answers = list(self.answers.answers)
+        self.check_label_ids(model.config)
         return model
+
+    def check_label_ids(self, config: LxmertConfig) -> None:
+        """The stores' detector ids are the object / attribute targets: refuse, before the
+        first step, ids the model's label counts cannot take (else an IndexError deep in
+        the loss, naming no file). Objectives switched off need no check."""
+        p = self.options
+        if not p.obj_predict:
+            return
+        unchecked = 1 << 62  # a count no id reaches: the objective is off
+        self.images.check_label_ids(config.num_object_labels if p.visual_obj_loss else unchecked,
+                                    config.num_attr_labels if p.visual_attr_loss else unchecked)
 
     def ddp_find_unused_parameters(self) -> bool:
         # Every parameter feeds the five objectives' losses, except: the QA head before

@@ -14,14 +14,19 @@ Layout of a run directory:
 A checkpoint is written into `.step-00000120.tmp` and renamed when complete; `last` is
 rewritten with temp file + `os.replace`. A SIGKILL at any moment therefore leaves `last`
 naming a complete directory (possibly the previous one), never a half-written one.
+A write that fails (full disk, read-only or too small a quota) removes the temporary
+directory and raises an OSError naming the file, with the errno of the failure: torch's
+own report of it (a RuntimeError from its zip writer, `inline_container.cc`) says neither.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import torch
 
@@ -31,6 +36,7 @@ from lxmert.checkpoint.files import LAST_NAME, resolve_checkpoint
 __all__ = [
     "TrainerState",
     "save_checkpoint",
+    "save_trainer_state",
     "write_model_dir",
     "latest_checkpoint",
     "load_trainer_state",
@@ -68,10 +74,54 @@ class TrainerState:
         return cls(**{k: data[k] for k in ("step", "epoch", "batch_in_epoch", "best_metric", "best_step", "extra") if k in data})
 
 
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Give an OSError that names no file (a failed `write()`) the path being written."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
+        raise
+
+
+class _RecordingWriter:
+    """The file object handed to `torch.save`: remembers the OSError of a failed write,
+    which torch replaces by a RuntimeError of its zip writer."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def save_trainer_state(payload: dict[str, Any], path: Path) -> None:
+    """`torch.save(payload, path)`, a failed write raised as the OSError behind it (with
+    `path`), not as torch's RuntimeError that names neither the file nor the cause."""
+    with _naming(path), open(path, "wb") as handle:
+        sink = _RecordingWriter(handle)
+        try:
+            torch.save(payload, sink)  # type: ignore[arg-type]
+        except RuntimeError as err:
+            if sink.error is not None and sink.error.errno is not None:
+                raise OSError(sink.error.errno, sink.error.strerror, str(path)) from err
+            raise OSError(f"{path}: cannot write the trainer state ({err})") from err
+
+
 def write_model_dir(final: Path, model: torch.nn.Module, files: dict[str, str],
                     payload: dict[str, Any] | None = None) -> Path:
     """Write a complete checkpoint directory at `final`: into a hidden temp directory
-    beside it, renamed into place when complete (replacing an older `final`).
+    beside it, renamed into place when complete (replacing an older `final`). On failure
+    the temp directory is removed and `final` (if any) is untouched.
 
     `model` must offer `save_pretrained(dir)`; `files` maps file names to text (recipe,
     vocab, eval results); `payload` (optimiser, scheduler, RNG, loop state) goes to
@@ -79,15 +129,20 @@ def write_model_dir(final: Path, model: torch.nn.Module, files: dict[str, str],
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp")
-    if tmp.exists():
+    if tmp.exists():  # left by a process killed while saving
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    model.save_pretrained(tmp)  # type: ignore[operator]
-    if payload is not None:
-        torch.save(payload, tmp / STATE_NAME)
-    for fname, text in files.items():
-        (tmp / fname).write_text(text, encoding="utf-8")
-    replace_dir(tmp, final)
+    try:
+        with _naming(final):
+            tmp.mkdir()
+            model.save_pretrained(tmp)  # type: ignore[operator]
+            if payload is not None:
+                save_trainer_state(payload, tmp / STATE_NAME)
+            for fname, text in files.items():
+                (tmp / fname).write_text(text, encoding="utf-8")
+            replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return final
 
 
@@ -97,7 +152,9 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, payload: dict[str, An
     root = Path(run_dir) / CKPT_DIR
     name = f"step-{step:08d}"
     final = write_model_dir(root / name, model, dict(extra_files or {}), payload)
-    atomic_write_text(Path(run_dir) / LAST_NAME, f"{CKPT_DIR}/{name}\n")
+    marker = Path(run_dir) / LAST_NAME
+    with _naming(marker):
+        atomic_write_text(marker, f"{CKPT_DIR}/{name}\n")
     if keep_last > 0:
         done = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
         for old in done[:-keep_last]:

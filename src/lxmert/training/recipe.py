@@ -8,16 +8,21 @@ objectives). The recipes the package ships live in `lxmert/recipes/*.toml` (pack
 so a wheel install has them); `--config NAME` picks one, `--config PATH` reads a file.
 Command-line overrides use dotted keys (`--set optim.lr=1e-4 train.epochs=2`); the value
 is read as a TOML value when it parses as one (numbers, booleans, lists, quoted strings)
-and as a bare string otherwise. Unknown keys are errors naming the file and the key: a typo
-in a recipe must never silently train the default.
+and as a bare string otherwise; `none` unsets an optional value (`train.max_steps=none`:
+train `train.epochs`). Unknown keys and values out of range are errors naming the file and
+the key (`Recipe.validate`, one place for every section): a typo in a recipe must never
+silently train the default, nor `max_steps = 0` silently mean "full epochs".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 import tomllib
+import types
 import typing
 from importlib import resources
 from dataclasses import dataclass, field
@@ -25,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lxmert.atomic import atomic_write_text
-from lxmert.config import LxmertConfig
+from lxmert.config import LxmertConfig, config_problems
 from lxmert.errors import RecipeError
 from lxmert.tasks import get_task, task_names
 from lxmert.training.precision import AMP_CHOICES
@@ -111,7 +116,8 @@ class TrainSection:
     batch_size: int = 256
     grad_accum: int = 1
     epochs: int = 20
-    max_steps: int = 0
+    #: stop after this many optimiser updates (the schedule spans them); None = `epochs`
+    max_steps: int | None = None
     save_every: int = 0
     keep_last: int = 2
     log_every: int = 10
@@ -171,34 +177,79 @@ class Recipe:
         self.validate()
 
     def validate(self, source: str = "recipe") -> None:
-        """Check values that would otherwise fail late (or, worse, not at all)."""
-        problems = []
+        """Check every value once, here, before anything runs: a wrong type or range is an
+        error naming the key (`train.max_steps = 0 (...)`), never a silent fallback (a
+        zero step budget meaning "full epochs") nor a failure hours later."""
+        problems: list[str] = []
+
+        def need(ok: bool, key: str, value: Any, expected: str) -> None:
+            if not ok:
+                problems.append(f"{key} = {value!r} ({expected})")
+
+        def at_least(key: str, value: Any, low: int, what: str = "") -> None:
+            need(_is_int(value) and value >= low, key, value, f"must be an integer >= {low}{what}")
+
+        def number(key: str, value: Any, low: float, *, open_low: bool = False, high: float | None = None,
+                   open_high: bool = False, what: str = "") -> None:
+            ok = _is_number(value) and (value > low if open_low else value >= low)
+            if ok and high is not None:
+                ok = value < high if open_high else value <= high
+            interval = (f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}" if high is not None
+                        else f"{'>' if open_low else '>='} {low:g}")
+            need(ok, key, value, f"must be a finite number {'in ' if high is not None else ''}{interval}{what}")
+
         if self.task not in task_names():
             problems.append(f"task = {self.task!r} (expected one of {', '.join(task_names())})")
-        if self.train.batch_size <= 0:
-            problems.append(f"train.batch_size = {self.train.batch_size} (must be > 0)")
-        if self.train.grad_accum <= 0:
-            problems.append(f"train.grad_accum = {self.train.grad_accum} (must be > 0)")
-        if self.train.compile and self.train.compile not in ("inductor", "aot_eager", "eager", "cudagraphs"):
-            problems.append(f"train.compile = {self.train.compile!r} (expected '', inductor, aot_eager, eager "
-                            "or cudagraphs)")
-        if self.train.amp not in AMP_CHOICES:
-            problems.append(f"train.amp = {self.train.amp!r} (expected {', '.join(AMP_CHOICES)})")
-        if self.optim.name.lower() not in ("bertadam", "adamw"):
-            problems.append(f"optim.name = {self.optim.name!r} (expected bertadam or adamw)")
-        if self.data.qa_target not in ("soft", "index"):
-            problems.append(f"data.qa_target = {self.data.qa_target!r} (expected soft or index)")
-        if self.optim.schedule not in ("warmup_linear", "constant"):
-            problems.append(f"optim.schedule = {self.optim.schedule!r}")
-        if not 0.0 <= self.optim.warmup <= 1.0:
-            problems.append(f"optim.warmup = {self.optim.warmup} (a fraction in [0, 1])")
-        if len(self.optim.betas) != 2:
-            problems.append(f"optim.betas = {self.optim.betas} (two numbers)")
-        if self.model.config:
+        m, d, o, t = self.model, self.data, self.optim, self.train
+        # [model]
+        if m.config:
             known = {f.name for f in dataclasses.fields(LxmertConfig)}
-            for key in self.model.config:
+            for key in m.config:
                 if key not in known:
                     problems.append(f"model.{key}: not an LxmertConfig field")
+            problems.extend(config_problems({k: v for k, v in m.config.items() if k in known}, prefix="model."))
+        # [data]
+        need(bool(d.train) and all(d.train), "data.train", d.train, "one or more split names")
+        need(bool(d.features) and all(d.features), "data.features", d.features, "one or more feature stores")
+        at_least("data.max_seq_length", d.max_seq_length, 2, " (room for [CLS] and [SEP])")
+        if d.qa_target not in ("soft", "index"):
+            problems.append(f"data.qa_target = {d.qa_target!r} (expected soft or index)")
+        at_least("data.eval_batch_size", d.eval_batch_size, 0, "; 0 = train.batch_size")
+        at_least("data.num_workers", d.num_workers, 0)
+        at_least("data.train_limit", d.train_limit, 0, "; 0 = every example")
+        at_least("data.valid_limit", d.valid_limit, 0, "; 0 = every example")
+        # [optim]
+        if o.name.lower() not in ("bertadam", "adamw"):
+            problems.append(f"optim.name = {o.name!r} (expected bertadam or adamw)")
+        number("optim.lr", o.lr, 0.0, open_low=True)
+        number("optim.weight_decay", o.weight_decay, 0.0)
+        if len(o.betas) != 2:
+            problems.append(f"optim.betas = {o.betas} (two numbers)")
+        for i, beta in enumerate(o.betas[:2]):
+            number(f"optim.betas[{i}]", beta, 0.0, high=1.0, open_high=True)
+        number("optim.eps", o.eps, 0.0, open_low=True)
+        number("optim.warmup", o.warmup, 0.0, high=1.0, what=" (a fraction of the steps)")
+        if o.schedule not in ("warmup_linear", "constant"):
+            problems.append(f"optim.schedule = {o.schedule!r} (expected warmup_linear or constant)")
+        number("optim.max_grad_norm", o.max_grad_norm, 0.0, what="; 0 = no clipping")
+        # [train]
+        at_least("train.batch_size", t.batch_size, 1)
+        at_least("train.grad_accum", t.grad_accum, 1)
+        at_least("train.epochs", t.epochs, 1)
+        if t.max_steps is not None:
+            at_least("train.max_steps", t.max_steps, 1, "; leave it unset (or `none`) to train train.epochs")
+        at_least("train.save_every", t.save_every, 0, "; 0 = at each epoch end only")
+        at_least("train.keep_last", t.keep_last, 0, "; 0 = keep every checkpoint")
+        at_least("train.log_every", t.log_every, 1)
+        at_least("train.eval_every", t.eval_every, 0, "; 0 = at each epoch end only")
+        if t.amp not in AMP_CHOICES:
+            problems.append(f"train.amp = {t.amp!r} (expected {', '.join(AMP_CHOICES)})")
+        if t.compile and t.compile not in ("inductor", "aot_eager", "eager", "cudagraphs"):
+            problems.append(f"train.compile = {t.compile!r} (expected '', inductor, aot_eager, eager "
+                            "or cudagraphs)")
+        need(bool(t.device), "train.device", t.device, "auto, cpu, cuda, cuda:N or mps")
+        # [<task>]: the task's own options check themselves ([adv] is checked by
+        # lxmert.techniques.adversarial when it is switched on)
         check = getattr(self.options, "problems", None)
         if check is not None:
             problems.extend(check())
@@ -266,9 +317,26 @@ def task_options(task: str, data: Any, source: str) -> Any:
     return build_section(options_class, data, source, prefix=f"{task}.")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check and convert one value to its field type (int -> float allowed, not the reverse)."""
+    """Check and convert one value to its field type (int -> float allowed, not the reverse).
+
+    An optional field (`int | None`) takes JSON's null, or the bare word `none` on the
+    command line (TOML has no null), for "unset"."""
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        (inner,) = args
+        return _coerce(value, inner, where)
     if annotation is bool:
         if not isinstance(value, bool):
             raise RecipeError(f"{where}: expected true/false, got {value!r}")
@@ -401,9 +469,13 @@ def load_recipe(
             text = file.read_text(encoding="utf-8")
             data = json.loads(text) if file.suffix == ".json" else tomllib.loads(text)
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise RecipeError(f"{file}: cannot parse ({err})") from err
+            raise RecipeError(f"{file}: cannot parse ({err})") from None
         if not isinstance(data, dict):
             raise RecipeError(f"{file}: expected a table of sections")
+        train = data.get("train")
+        if file.suffix == ".json" and isinstance(train, dict) and train.get("max_steps") == 0:
+            # recipe.json of runs saved before max_steps became optional: 0 meant "epochs"
+            train["max_steps"] = None
     if task is not None:
         if "task" in data and data["task"] != task:
             raise RecipeError(f"{source}: recipe is for task {data['task']!r}, not {task!r}")

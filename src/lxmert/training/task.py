@@ -27,10 +27,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from lxmert.checkpoint.files import has_config
 from lxmert.config import LxmertConfig
 from lxmert.data import ImageFeatures
 from lxmert.data.collate import Batch, move_to
 from lxmert.data.splits import split_paths
+from lxmert.errors import DataFormatError
 from lxmert.modeling import LxmertForQuestionAnswering, LxmertPreTrainedModel
 from lxmert.text import AnswerTable, LxmertTokenizer
 from lxmert.training.recipe import Recipe
@@ -170,14 +172,31 @@ class Task:
         return Path(root) / "tokens"
 
     def train_dataset(self) -> Dataset:
+        """The training split(s) (data.train); refused when they carry no labels (a test
+        file named by mistake would otherwise fail on its first batch, naming no file)."""
         if self._train is None:
-            self._train = Limited(self.make_dataset(self.recipe.data.train, True), self.recipe.data.train_limit)
+            dataset = self.make_dataset(self.recipe.data.train, True)
+            self.require_labels(dataset, self.recipe.data.train, "data.train")
+            self._train = Limited(dataset, self.recipe.data.train_limit)
         return self._train
 
     def valid_dataset(self) -> Dataset | None:
+        """The validation split (data.valid), None when it is empty. Scored with labels, so
+        an unlabelled one is refused here, at set-up, not after the training it ends."""
         if self._valid is None and self.recipe.data.valid:
-            self._valid = Limited(self.make_dataset(self.recipe.data.valid, False), self.recipe.data.valid_limit)
+            dataset = self.make_dataset(self.recipe.data.valid, False)
+            if self.main_metric is not None:
+                self.require_labels(dataset, self.recipe.data.valid, "data.valid")
+            self._valid = Limited(dataset, self.recipe.data.valid_limit)
         return self._valid
+
+    def require_labels(self, dataset: Dataset, splits: list[str] | str, key: str) -> None:
+        """DataFormatError naming the files when `dataset` (with `has_labels`) has none."""
+        if not getattr(dataset, "has_labels", True):
+            files = ", ".join(str(p) for p in self.split_files(splits))
+            raise DataFormatError(f"{self.name} split {splits!r} ({key}) has no labels: {files}; training, "
+                                  f"validation and evaluation need labelled splits (unlabelled ones are for "
+                                  f"`lxmert predict`)")
 
     def collate(self, items: list[Any]) -> Batch:
         return self.train_dataset().collate(items)  # type: ignore[attr-defined]
@@ -203,6 +222,16 @@ class Task:
         """The recipe's [model] fields that may change a checkpoint's config (dropouts, ...)."""
         return {k: v for k, v in self.recipe.model.config.items() if k in RUNTIME_FIELDS}
 
+    def init_overrides(self) -> dict[str, Any]:
+        """Config fields for loading `model.init`: the runtime ones, and for a checkpoint
+        without config.json (an authors' `.pth`, whose sizes are read off its weights) the
+        recipe's `num_attention_heads`, the one size weights cannot give."""
+        out = self.runtime_overrides()
+        heads = self.recipe.model.config.get("num_attention_heads")
+        if heads is not None and not has_config(self.recipe.model.init):
+            out["num_attention_heads"] = heads
+        return out
+
     def model_options(self) -> dict[str, Any]:
         """Keyword arguments of `model_class.from_pretrained` / the constructor that this
         task's data decides (e.g. `answers=` for QA heads)."""
@@ -214,7 +243,7 @@ class Task:
         options = self.model_options()
         if self.recipe.model.init:
             return self.model_class.from_pretrained(self.recipe.model.init, strict=False,
-                                                    **self.runtime_overrides(), **options)
+                                                    **self.init_overrides(), **options)
         return self.model_class(self.scratch_config(**self.scratch_extra()), **options)
 
     def scratch_extra(self) -> dict[str, Any]:

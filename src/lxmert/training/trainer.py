@@ -153,6 +153,7 @@ class Trainer:
         self.hooks = list(hooks)
         self.metrics = MetricsWriter(self.out_dir / "metrics.jsonl", enabled=self.info.is_main)
         self._lock: Any = None
+        self._created_dir = False
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -175,6 +176,7 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _claim_run_directory(self) -> None:
         """Lock the run directory and refuse another run's, before anything is written."""
+        self._created_dir = not self.out_dir.exists()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         lock = open(self.out_dir / LOCK_NAME, "a+", encoding="utf-8")
         try:
@@ -198,7 +200,13 @@ class Trainer:
                     f"or choose another --out")
 
     def _release(self) -> None:
+        """Unlock; a run refused in set-up leaves no trace (no lock file, no directory it made)."""
         if self._lock is not None:
+            with contextlib.suppress(OSError):
+                if [p.name for p in self.out_dir.iterdir()] == [LOCK_NAME]:
+                    (self.out_dir / LOCK_NAME).unlink()
+                    if self._created_dir:
+                        self.out_dir.rmdir()
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
@@ -228,7 +236,7 @@ class Trainer:
             self.select_best = False
             self.log(f"warning: no validation split (data.valid is empty): no {BEST_DIR}/ is kept; the "
                      f"final weights are the last checkpoint")
-        self.total = t.max_steps if t.max_steps > 0 else t.epochs * self.steps_per_epoch
+        self.total = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
         self.optimizer = build_optimizer(
             model, r.optim.name, lr=r.optim.lr, weight_decay=r.optim.weight_decay, betas=tuple(r.optim.betas),
             eps=r.optim.eps, decay_norm_and_bias=r.optim.decay_norm_and_bias)
@@ -486,7 +494,8 @@ class Trainer:
                         state.epoch += 1
                         state.batch_in_epoch = 0
                     wants_eval = epoch_end or (t.eval_every > 0 and state.step % t.eval_every == 0)
-                    wants_ckpt = epoch_end or (t.save_every > 0 and state.step % t.save_every == 0)
+                    # a checkpoint precedes every evaluation: one that fails loses nothing
+                    wants_ckpt = wants_eval or (t.save_every > 0 and state.step % t.save_every == 0)
                     if wants_ckpt or stopping:
                         self.save_checkpoint()
                         ckpt_step = state.step
