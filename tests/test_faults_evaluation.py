@@ -93,6 +93,9 @@ CASES: list[Case] = [
     Case("score: a VQA prediction id of 2.9", 3, lambda env: score(
         env, "vqa", [{"question_id": 2.9, "answer": "yes"}], official_vqa()),
          r"refused: ^lxmert score: error: \S+/pred\.json: VQA question ids must be integers, got 2\.9$", one_line),
+    Case("score: a VQA prediction id given as the string \"3\"", 3, lambda env: score(
+        env, "vqa", [{"question_id": "3", "answer": "yes"}], official_vqa()),
+         r"refused: ^lxmert score: error: \S+/pred\.json: VQA question ids must be integers, got '3'$", one_line),
     Case("score: an annotation file not UTF-8", 3, lambda env: cli(
         "score", "vqa", write(env, "pred.json", [{"question_id": 100, "answer": "yes"}]),
         (env.tmp / "ann.json", (env.tmp / "ann.json").write_bytes(b'{"annotations": "caf\xff"}'))[0]),

@@ -440,13 +440,10 @@ def read_predictions(path: PathLike, task: str | None = None, *, strict: bool = 
     task = task or _detect_task(p, data)
     if task == "vqa":
         raw = _rows_to_map(p, data, "question_id", "answer")
-        out = {}
-        for q, a in raw.items():
-            try:
-                out[_int_id(q)] = a
-            except TypeError as err:
-                raise ValueError(f"{p}: {err}") from None
-        return out
+        for q in raw:  # the official evaluator matches ids as given: "3" is not question 3
+            if isinstance(q, bool) or not isinstance(q, int):
+                raise ValueError(f"{p}: VQA question ids must be integers, got {q!r}")
+        return raw
     if task == "gqa":
         return {str(q): a for q, a in _rows_to_map(p, data, "questionId", "prediction").items()}
     if task == "vizwiz":

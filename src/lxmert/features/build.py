@@ -71,6 +71,7 @@ from lxmert.features.format import (
     INDEX,
     INT32_MAX,
     MANIFEST,
+    MAX_ROW_BYTES,
     PER_BOX,
     STORE_DTYPES,
     TSV_FIELD,
@@ -112,9 +113,6 @@ DEFAULT_NUM_ATTR_LABELS = 400
 #: boxes per image (36 in the released files); more means a broken row or another detector,
 #: and every image of the store would be padded to it, so it must be asked for.
 AUTO_MAX_BOXES = 100
-#: Largest padded image (all arrays) the importer buffers in memory: 1 GiB is over 200,000
-#: boxes of 2048 float16 features, far beyond any detector's output.
-MAX_ROW_BYTES = 2**30
 
 
 class StoreWriteError(OSError):

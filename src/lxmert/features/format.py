@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = [
+    "MAX_ROW_BYTES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "FP16_MAX",
@@ -103,6 +104,12 @@ def array_specs(dtype: str, max_boxes: int, feat_dim: int) -> dict[str, tuple[st
         "img_h": ("<i4", ()),
         "img_w": ("<i4", ()),
     }
+
+
+#: Largest padded image (all arrays) a store is built or read with: 1 GiB is over 200,000
+#: boxes of 2048 float16 features, far beyond any detector's output, so a larger size is a
+#: mistyped flag (`--max-boxes 1e9`), refused before anything is allocated.
+MAX_ROW_BYTES = 2**30
 
 
 def row_nbytes(dtype: str, max_boxes: int, feat_dim: int) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lxmert.features.cast import cast_into
-from lxmert.features.format import StoreFormatError, parse_index, read_manifest
+from lxmert.features.format import MAX_ROW_BYTES, StoreFormatError, parse_index, read_manifest, row_nbytes
 from lxmert.features.swap import find_leftovers, recover
 
 __all__ = ["FeatureStore"]
@@ -56,6 +56,10 @@ class FeatureStore:
             self.recovery_notes = _restore_or_explain(self.path)
         self.manifest = read_manifest(self.path)
         self.max_boxes = int(max_boxes) if max_boxes is not None else int(self.manifest["max_boxes"])
+        padded = row_nbytes("float32", self.max_boxes, int(self.manifest["feat_dim"]))
+        if padded > MAX_ROW_BYTES:  # each image would be padded to that many slots
+            raise ValueError(f"{self.path}: max_boxes={self.max_boxes} pads each image to {padded / 2**30:.1f} GiB "
+                             f"(the store holds at most {self.manifest['max_boxes']} boxes per image)")
         self._arrays: dict[str, np.ndarray] | None = None
         self._ids: list[str] | None = None
         self._index: dict[str, int] | None = None
