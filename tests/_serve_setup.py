@@ -4,16 +4,18 @@ loopback (stdlib only, so the API tests see exactly the bytes a client sends).""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
 import uuid
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import numpy as np
+import torch
 from PIL import Image
 
 from _data_world import FEAT_DIM, make_world
@@ -45,23 +47,41 @@ def tiny_config(**overrides: Any) -> LxmertConfig:
     return LxmertConfig(**base)
 
 
-def save_qa(out: Path, answers: list[str], world: Path | None = None, **overrides: Any) -> Path:
-    """A random QA checkpoint naming `answers` (with the world's vocab.txt, as training saves it)."""
-    model = LxmertForQuestionAnswering(tiny_config(num_qa_labels=len(answers), **overrides), answers=answers)
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Random weights that are the same in every run, whichever test builds them first
+    (module fixtures run before the per-test seeding), leaving the global RNG as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+def save_qa(out: Path, answers: list[str], world: Path | None = None, seed: int = 5, **overrides: Any) -> Path:
+    """A random QA checkpoint naming `answers` (with the world's vocab.txt, as training saves it).
+    With the default seed its top answers differ between the world's test questions and
+    are nowhere near a tie (many random heads answer everything alike)."""
+    with seeded(seed):
+        model = LxmertForQuestionAnswering(tiny_config(num_qa_labels=len(answers), **overrides), answers=answers)
     model.save_pretrained(out)
     if world is not None:
         shutil.copy(world / "vocab.txt", out / "vocab.txt")
     return out
 
 
-def save_nlvr2(out: Path, world: Path) -> Path:
-    LxmertForNLVR2(tiny_config()).save_pretrained(out)
+def save_nlvr2(out: Path, world: Path, seed: int = 1) -> Path:
+    """A random NLVR2 checkpoint; with the default seed it says True of some test pairs
+    and False of others."""
+    with seeded(seed):
+        model = LxmertForNLVR2(tiny_config())
+    model.save_pretrained(out)
     shutil.copy(world / "vocab.txt", out / "vocab.txt")
     return out
 
 
-def save_pretraining(out: Path, world: Path) -> Path:
-    LxmertForPreTraining(tiny_config(num_object_labels=1600, num_attr_labels=400, task_qa=False)).save_pretrained(out)
+def save_pretraining(out: Path, world: Path, seed: int = 0) -> Path:
+    with seeded(seed):
+        model = LxmertForPreTraining(tiny_config(num_object_labels=1600, num_attr_labels=400, task_qa=False))
+    model.save_pretrained(out)
     shutil.copy(world / "vocab.txt", out / "vocab.txt")
     return out
 

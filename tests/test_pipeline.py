@@ -153,6 +153,7 @@ def test_nlvr2_pipeline_agrees_with_predict(world, tmp_path):
     raw = json.loads((world / "nlvr2" / "test.json").read_text())
     results = nlvr2([(r["img0"], r["img1"]) for r in raw], [r["sent"] for r in raw], batch_size=5)
     assert {r["identifier"]: res["answer"] for r, res in zip(raw, results)} == written
+    assert {res["answer"] for res in results} == {True, False}  # not met by a constant answer
     assert all(0.5 <= res["score"] <= 1.0 for res in results)
     one = nlvr2((raw[0]["img0"], raw[0]["img1"]), raw[0]["sent"], return_attention=True)
     assert one["answer"] == results[0]["answer"] and abs(one["score"] - results[0]["score"]) < 1e-5
