@@ -22,6 +22,7 @@ _EXPORTS = {
     "LxmertTokenizer": "lxmert.text",
     "AnswerTable": "lxmert.text",
     "normalize_answer": "lxmert.text",
+    "pipeline": "lxmert.pipeline",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -22,14 +22,14 @@ import torch
 from torch import nn
 
 from lxmert.atomic import atomic_write_text
-from lxmert.detector import FeatureExtractor
-from lxmert.detector.extract import record_to_model_inputs
 from lxmert.checkpoint.export import export_hf, export_original
 from lxmert.checkpoint.files import RECIPE_NAME, read_checkpoint, resolve_checkpoint
 from lxmert.checkpoint.layouts import canonicalize, detect_layout, head_names, infer_class_name
-from lxmert.errors import CheckpointError
-from lxmert.modeling import LxmertForQuestionAnswering, LxmertPreTrainedModel
+from lxmert.features.store import FeatureStore
+from lxmert.modeling import LxmertPreTrainedModel
 from lxmert.modeling.int8 import DEFAULT_SKIP, TIED_SKIP
+from lxmert.pipeline import VQAPipeline, check_top_k
+from lxmert.pipeline import pipeline as make_pipeline
 from lxmert.quantize import AgreementCounter, quantize_checkpoint, load_quantized, weight_rounding_model
 from lxmert.tasks import get_task
 from lxmert.techniques.adversarial import AdversarialHook, adv_config
@@ -198,39 +198,34 @@ def predict(task: str, data_dir: str | os.PathLike, checkpoint: str | os.PathLik
 # ------------------------------------------------------------------------------ ask
 def ask(image: str | os.PathLike, question: str, *, model: str | os.PathLike,
         detector: str | os.PathLike | None = None, detector_config: str | os.PathLike | None = None,
-        top_k: int = 5, device: str = "cpu", random_init_detector: bool = False) -> dict[str, Any]:
-    """Answer `question` about one image file: region features from the VG detector, then
-    the QA checkpoint `model`. Returns {"answers": [{"answer", "score"}] (sigmoid scores,
-    as the release trains VQA/GQA heads with BCE), "record": the detector's TSV record}.
+        top_k: int = 5, device: str = "cpu", random_init_detector: bool = False,
+        features: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Answer `question` about one image: an image file (region features from the VG
+    detector) or, with `features=STORE`, an image id of that store; then the QA
+    checkpoint `model`, through `lxmert.pipeline("vqa")` (the one image -> answer path).
 
-    The QA model is loaded and checked (it must read the detector's 2048-d features)
-    before the detector runs, so a wrong checkpoint fails in seconds, not minutes."""
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if not Path(image).is_file():
-        raise FileNotFoundError(f"{image}: no such image file")
-    if detector is None and not random_init_detector:
-        raise ValueError("detector weights are required (or random_init_detector=True for a pipeline test)")
-    qa = LxmertForQuestionAnswering.from_pretrained(model, map_location=device).eval().to(device)
-    extractor = FeatureExtractor.from_weights(detector, detector_config, random_init=random_init_detector,
-                                              device=device)
-    feat_dim = extractor.cfg.head_channels
-    if qa.config.visual_feat_dim != feat_dim:
-        raise CheckpointError(f"{model}: reads {qa.config.visual_feat_dim}-d region features, the detector gives "
-                              f"{feat_dim}-d ones (a model trained on the built-in world's features cannot "
-                              f"answer about photos)")
-    tokenizer = LxmertTokenizer.from_vocab(resolve_checkpoint(model))
-    record = next(iter(extractor.extract([("image", str(image))])))
-    inputs = {**tokenizer([question], max_length=20), **record_to_model_inputs(record)}
-    with torch.inference_mode():
-        logits = qa(**{k: v.to(device) for k, v in inputs.items()}).question_answering_score[0].float()
-    scores = torch.sigmoid(logits)
-    top = torch.topk(scores, min(top_k, len(scores)))
-    names = qa.answers
-    answers = [{"answer": names[i] if names else f"<answer {i}>", "score": float(s)}
-               for s, i in zip(top.values.tolist(), top.indices.tolist())]
-    return {"answers": answers, "record": record, "answers_named": bool(names),
-            "random_detector": bool(random_init_detector)}
+    Returns {"answers": [{"answer", "score"}] (sigmoid scores, as the release trains
+    VQA/GQA heads with BCE), "regions": the `RegionFeatures` read, "record": them as a
+    TSV record, "answers_named", "random_detector"}. The QA model is loaded and checked
+    (it must read the detector's features) before the detector's weights are read, so a
+    wrong checkpoint fails in seconds, not minutes."""
+    check_top_k(top_k)
+    in_store = features is not None and str(image) in FeatureStore.open(features)
+    if not in_store:
+        if not Path(image).is_file():
+            where = f"neither an image id of feature store {features} nor" if features is not None else "no such"
+            raise FileNotFoundError(f"{image}: {where} image file")
+        if detector is None and not random_init_detector:
+            raise ValueError("detector weights are required (or random_init_detector=True for a pipeline test)")
+    vqa = make_pipeline("vqa", model, detector=None if in_store else detector,
+                        detector_config=None if in_store else detector_config,
+                        random_init_detector=random_init_detector and not in_store, features=features, device=device)
+    assert isinstance(vqa, VQAPipeline)
+    regions = vqa.regions(str(image) if in_store else image)
+    raw = vqa.forward([([regions], question)])[0]
+    answers = vqa.postprocess(raw, [regions], top_k=top_k)
+    return {"answers": answers, "regions": regions, "record": regions.to_record(),
+            "answers_named": vqa.answers_named, "random_detector": bool(random_init_detector and not in_store)}
 
 
 # ------------------------------------------------------------------------------ int8

@@ -85,7 +85,9 @@ def _world(out: Path, opts: QuickstartOptions, log: Callable[[str], None]) -> Pa
                          min_objects=min(3, opts.max_objects), max_objects=opts.max_objects,
                          num_boxes=5 * opts.max_objects, feature_noise=opts.feature_noise,
                          feature_code=opts.feature_code, nlvr2_kinds=tuple(opts.nlvr2_kinds),
-                         nlvr2_per_image=opts.nlvr2_per_image)
+                         nlvr2_per_image=opts.nlvr2_per_image,
+                         # the test scenes as pictures, for `lxmert serve` (docs/serving.md)
+                         pictures="test")
     marker = world / "synth.json"
     if marker.is_file():
         try:
