@@ -23,6 +23,17 @@ def test_vqa_metric_with_release_labels_and_official_answers():
     assert metric.primary == "accuracy"
 
 
+def test_soft_label_files_break_down_by_answer_and_question_type():
+    release = [
+        {"question_id": 1, "label": {"yes": 1.0}, "answer_type": "yes/no", "question_type": "is the"},
+        {"question_id": 2, "label": {"2": 0.6, "3": 1.0}, "answer_type": "number", "question_type": "how many"},
+        {"question_id": 3, "label": {"4": 1.0}, "answer_type": "number", "question_type": "how many"},
+    ]
+    out = get_metric("vqa")({1: "yes", 2: "2", 3: "5"}, release)
+    assert out["accuracy/question_type/how many"] == pytest.approx(0.3)
+    assert out["accuracy/question_type/is the"] == 1.0 and out["accuracy/number"] == pytest.approx(0.3)
+
+
 def test_metric_options_bind_the_vqa_rules():
     data = [{"question_id": 1, "answers": ["no"] * 10}]
     assert get_metric("vqa")({1: "No"}, data)["accuracy"] == 0.0

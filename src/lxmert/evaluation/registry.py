@@ -147,13 +147,15 @@ def _vqa(predictions: Any, annotations: Any, rules: str = "master") -> dict[str,
         # Soft labels equal the official leave-one-out accuracy of each answer (see
         # vqa.soft_scores), so the release's score stands in for it.
         out["accuracy"] = out["label_score"]
-        per: dict[Any, dict[Any, str]] = {}
-        for q, a in preds.items():
-            t = by_id[q].get("answer_type")
-            if t is not None:
-                per.setdefault(t, {})[q] = a
-        out.update({f"accuracy/{t}": label_score(group, {q: by_id[q]["label"] for q in group})
-                    for t, group in per.items()})
+        # the official breakdowns' keys: per answer type, then per question type
+        for field, prefix in (("answer_type", "accuracy/"), ("question_type", "accuracy/question_type/")):
+            per: dict[Any, dict[Any, str]] = {}
+            for q, a in preds.items():
+                t = by_id[q].get(field)
+                if t is not None:
+                    per.setdefault(t, {})[q] = a
+            out.update({f"{prefix}{t}": label_score(group, {q: by_id[q]["label"] for q in group})
+                        for t, group in per.items()})
     else:
         raise KeyError("VQA annotations need 'answers' (official accuracy) or 'label' (soft "
                        "scores) for every predicted question")
