@@ -25,23 +25,21 @@ produce (and the release's dumps, which use the same formats) and return the
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import math
 import os
-import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from lxmert.atomic import atomic_open
 
 from .nlvr2 import to_bool
 
 __all__ = [
     "TASKS",
-    "atomic_open",
     "read_gqa_attentions",
     "read_nlvr2_predictions",
     "read_predictions",
@@ -59,30 +57,6 @@ TASKS = ("vqa", "gqa", "nlvr2", "aokvqa", "vizwiz", "classification")
 
 PathLike = str | os.PathLike
 Pairs = Mapping[Any, Any] | Iterable[tuple[Any, Any]]
-
-
-@contextlib.contextmanager
-def atomic_open(
-    path: PathLike, mode: str = "w", *, newline: str | None = None
-) -> Iterator[io.TextIOBase]:
-    """Open a temporary file next to ``path`` for writing; on success it replaces ``path``
-    (``os.replace``, atomic on POSIX and Windows), on error it is deleted."""
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open supports 'w' and 'wb', got {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": newline}
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _items(predictions: Pairs) -> list[tuple[Any, Any]]:
@@ -114,7 +88,7 @@ def _int_id(value: Any) -> int:
 
 
 def _dump_json(path: PathLike, obj: Any) -> Path:
-    with atomic_open(path) as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, ensure_ascii=False)
         f.write("\n")
     return Path(path)
@@ -145,7 +119,7 @@ def write_nlvr2_predictions(path: PathLike, predictions: Pairs) -> Path:
                              f"got {ident!r}")
         value = to_bool(label, f"prediction for {ident!r}")
         lines.append(f"{ident},{'True' if value else 'False'}\n")
-    with atomic_open(path, newline="") as f:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
         f.writelines(lines)
     return Path(path)
 
@@ -218,7 +192,7 @@ def write_classification_predictions(
         return x.tolist() if hasattr(x, "tolist") else x
 
     if ext == ".jsonl":
-        with atomic_open(path) as f:
+        with atomic_open(path, "w", encoding="utf-8") as f:
             for i, ident in enumerate(ids):
                 rec: dict[str, Any] = {"id": plain(ident), "label": plain(labels[i])}
                 if scores is not None:
@@ -233,7 +207,7 @@ def write_classification_predictions(
             [str(j) for j in range(width)] if width and width > 1 else ["1"])
         if width is not None and len(names) != width:
             raise ValueError(f"{len(names)} label names for {width} score columns")
-        with atomic_open(path, newline="") as f:
+        with atomic_open(path, "w", encoding="utf-8", newline="") as f:
             w = csv.writer(f)
             w.writerow(["id", "label"] + ([f"score_{n}" for n in names] if width else []))
             for i, ident in enumerate(ids):
