@@ -81,7 +81,12 @@ class RPNHead(nn.Module):
 
 class RPN(nn.Module):
     """Region proposals: decode every anchor, keep the top ``pre_nms_topk`` by objectness,
-    clip to the image, drop boxes with a side <= ``min_size``, NMS, keep ``post_nms_topk``."""
+    clip to the image, drop boxes with a side <= ``min_size``, NMS, keep ``post_nms_topk``.
+
+    In a padded batch each image's proposals come from its own part of the feature grid
+    (``feature_sizes``): anchors over the padding would otherwise compete for the top-k and,
+    once clipped to the image, displace real proposals.
+    """
 
     def __init__(self, cfg: DetectorConfig):
         super().__init__()
@@ -89,23 +94,38 @@ class RPN(nn.Module):
         self.anchor_generator = AnchorGenerator(cfg)
         self.rpn_head = RPNHead(cfg)
 
-    def forward(self, features: torch.Tensor, image_sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    def forward(self, features: torch.Tensor, image_sizes: list[tuple[int, int]],
+                feature_sizes: list[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+        """Proposals ``[R_i, 4]`` per image, in input pixels, clipped to ``image_sizes[i]``.
+
+        ``feature_sizes`` are each image's valid (h, w) on the feature grid (None: the whole
+        grid, the case of unpadded images); the padding of ``features`` must be zero.
+        """
         cfg = self.cfg
         logits, deltas = self.rpn_head(features)
         n, a, h, w = logits.shape
         if self.anchor_generator.cell_anchors.shape[0] != a:
             raise ValueError(f"{self.anchor_generator.cell_anchors.shape[0]} cell anchors but the RPN head predicts {a}")
-        anchors = self.anchor_generator(h, w)  # [H*W*A, 4]
-        logits = logits.permute(0, 2, 3, 1).reshape(n, -1)  # N, H*W*A
-        deltas = deltas.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
+        if feature_sizes is None:
+            feature_sizes = [(h, w)] * n
+        if len(image_sizes) != n or len(feature_sizes) != n:
+            raise ValueError(f"{len(image_sizes)} image sizes and {len(feature_sizes)} feature sizes for {n} images")
+        deltas = deltas.view(n, a, 4, h, w)
+        anchors_by_grid: dict[tuple[int, int], torch.Tensor] = {}
         proposals = []
-        for i, (ih, iw) in enumerate(image_sizes):
-            k = min(cfg.rpn_pre_nms_topk, logits.shape[1])
-            # stable sort: ties (exact zeros from padding, say) resolve by position
-            top = torch.sort(logits[i], descending=True, stable=True).indices[:k]
-            boxes = apply_deltas(deltas[i, top], anchors[top], cfg.rpn_bbox_weights)
+        for i, ((ih, iw), (fh, fw)) in enumerate(zip(image_sizes, feature_sizes)):
+            if (fh, fw) not in anchors_by_grid:
+                anchors_by_grid[(fh, fw)] = self.anchor_generator(fh, fw)  # [fh*fw*A, 4]
+            anchors = anchors_by_grid[(fh, fw)]
+            # location-major then anchor: the order a lone image's flattened map has
+            logits_i = logits[i, :, :fh, :fw].permute(1, 2, 0).reshape(-1)
+            deltas_i = deltas[i, :, :, :fh, :fw].permute(2, 3, 0, 1).reshape(-1, 4)
+            k = min(cfg.rpn_pre_nms_topk, logits_i.shape[0])
+            # stable sort: ties resolve by position
+            top = torch.sort(logits_i, descending=True, stable=True).indices[:k]
+            boxes = apply_deltas(deltas_i[top], anchors[top], cfg.rpn_bbox_weights)
             boxes = clip_boxes(boxes, ih, iw)
-            scores = logits[i, top]
+            scores = logits_i[top]
             wh = boxes[:, 2:] - boxes[:, :2]
             ok = (wh > cfg.rpn_min_size).all(dim=1)
             boxes, scores = boxes[ok], scores[ok]
@@ -140,7 +160,14 @@ class BoxPredictor(nn.Module):
 
 
 class Res5ROIHeads(nn.Module):
-    """RoIPool 14x14 on res4 -> res5 -> mean over the 14x14 grid -> predictors."""
+    """RoIPool 14x14 on res4 -> res5 -> mean over the 14x14 grid -> predictors.
+
+    Every image of a batch is pooled from its own valid part of the feature map and runs
+    through res5 and the predictors in its own chunks, so its features and probabilities
+    are computed from exactly the tensors, of exactly the shapes, it would have alone;
+    batching several images into one res5 call would not save work anyway (the cost is
+    per proposal and the chunks bound the call size).
+    """
 
     def __init__(self, cfg: DetectorConfig):
         super().__init__()
@@ -148,9 +175,11 @@ class Res5ROIHeads(nn.Module):
         self.res5 = make_res5(cfg)
         self.box_predictor = BoxPredictor(cfg)
 
-    def pooled_features(self, features: torch.Tensor, boxes: list[torch.Tensor], *, chunk: int = 32) -> torch.Tensor:
-        """The 2048-d feature of every box (boxes of image i pool from ``features[i]``)."""
-        rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], dim=1) for i, b in enumerate(boxes)])
+    def pooled_features(self, features: torch.Tensor, boxes: torch.Tensor, *, chunk: int = 32) -> torch.Tensor:
+        """The 2048-d feature of every box of one image; ``features`` is its ``[1, C, h, w]`` map."""
+        if features.shape[0] != 1:
+            raise ValueError(f"pooled_features takes one image's map [1, C, h, w], got {tuple(features.shape)}")
+        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)
         out = []
         # res5 on 300 boxes x 14 x 14 is the heaviest step; chunks bound peak memory
         for s in range(0, len(rois), chunk):
@@ -159,6 +188,24 @@ class Res5ROIHeads(nn.Module):
         if not out:
             return features.new_zeros(0, self.cfg.head_channels)
         return torch.cat(out)
+
+    def forward(self, features: torch.Tensor, boxes: list[torch.Tensor],
+                feature_sizes: list[tuple[int, int]] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(pooled features, class logits, attribute logits)`` per image.
+
+        ``feature_sizes`` are the valid (h, w) of each image on ``features`` (None: all of it).
+        """
+        n, _, h, w = features.shape
+        if feature_sizes is None:
+            feature_sizes = [(h, w)] * n
+        if len(boxes) != n or len(feature_sizes) != n:
+            raise ValueError(f"{len(boxes)} box sets and {len(feature_sizes)} feature sizes for {n} images")
+        outs = []
+        for i, (b, (fh, fw)) in enumerate(zip(boxes, feature_sizes)):
+            pooled = self.pooled_features(features[i : i + 1, :, :fh, :fw], b)
+            cls_logits, attr_logits = self.box_predictor(pooled)
+            outs.append((pooled, cls_logits, attr_logits))
+        return outs
 
 
 @dataclass
@@ -192,25 +239,29 @@ class FasterRCNN(nn.Module):
                 with_box_deltas: bool = False) -> list[DetectorOutput]:
         """Run on a batch of preprocessed images ``[N, 3, H, W]`` (padded bottom/right).
 
-        ``image_sizes`` are the unpadded (height, width) of each image: proposals are
-        clipped to them, so padding never yields boxes outside the picture.
+        ``image_sizes`` are the unpadded (height, width) of each image. Each image's result
+        is the one it gets alone, whatever the padding holds: the backbone keeps the padding
+        at zero layer by layer, proposals come from the image's own feature grid and are
+        clipped to the image, and RoI pooling reads only the image's part of the map.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
         if len(image_sizes) != images.shape[0]:
             raise ValueError(f"{len(image_sizes)} image sizes for a batch of {images.shape[0]}")
-        feats = self.backbone(images)
-        proposals = self.proposal_generator(feats, image_sizes)
-        pooled = self.roi_heads.pooled_features(feats, proposals)
-        cls_logits, attr_logits = self.roi_heads.box_predictor(pooled)
-        deltas = self.roi_heads.box_predictor.bbox_pred(pooled) if with_box_deltas else None
-        counts = [len(p) for p in proposals]
+        image_sizes = [(int(h), int(w)) for h, w in image_sizes]
+        feats = self.backbone(images, image_sizes)
+        feature_sizes = self.backbone.output_sizes(image_sizes)
+        if self.backbone.output_sizes([tuple(images.shape[-2:])]) != [tuple(feats.shape[-2:])]:
+            raise RuntimeError(  # the size arithmetic must track the layers it models
+                f"backbone size bookkeeping predicts {self.backbone.output_sizes([tuple(images.shape[-2:])])} "
+                f"for a {tuple(images.shape[-2:])} input, the map is {tuple(feats.shape[-2:])}")
+        proposals = self.proposal_generator(feats, image_sizes, feature_sizes)
+        heads = self.roi_heads(feats, proposals, feature_sizes)
         outs = []
-        for i, (b, f, cl, al) in enumerate(zip(proposals, pooled.split(counts), cls_logits.split(counts),
-                                                attr_logits.split(counts))):
+        for b, (pooled, cl, al) in zip(proposals, heads):
             outs.append(DetectorOutput(
-                boxes=b, features=f, cls_probs=F.softmax(cl, dim=-1), attr_probs=F.softmax(al, dim=-1),
-                box_deltas=deltas.split(counts)[i] if deltas is not None else None,
+                boxes=b, features=pooled, cls_probs=F.softmax(cl, dim=-1), attr_probs=F.softmax(al, dim=-1),
+                box_deltas=self.roi_heads.box_predictor.bbox_pred(pooled) if with_box_deltas else None,
             ))
         return outs
 
