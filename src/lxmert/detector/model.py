@@ -21,7 +21,7 @@ from torch import nn
 
 from lxmert.detector.backbone import ResNetC4, make_res5
 from lxmert.detector.config import DetectorConfig
-from lxmert.detector.ops import apply_deltas, clip_boxes, nms, roi_pool
+from lxmert.detector.ops import apply_deltas, clip_boxes, iter_roi_pool, nms
 
 __all__ = ["AnchorGenerator", "DetectorOutput", "FasterRCNN", "RPN", "RPNHead", "Res5ROIHeads", "BoxPredictor"]
 
@@ -182,8 +182,8 @@ class Res5ROIHeads(nn.Module):
         rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)
         out = []
         # res5 on 300 boxes x 14 x 14 is the heaviest step; chunks bound peak memory
-        for s in range(0, len(rois), chunk):
-            x = roi_pool(features, rois[s : s + chunk], self.cfg.pooler_resolution, 1.0 / self.cfg.feature_stride)
+        for x in iter_roi_pool(features, rois, self.cfg.pooler_resolution, 1.0 / self.cfg.feature_stride,
+                               chunk=chunk):
             out.append(self.res5(x).mean(dim=(2, 3)))
         if not out:
             return features.new_zeros(0, self.cfg.head_channels)
