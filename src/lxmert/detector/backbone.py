@@ -9,16 +9,6 @@ conv (``stride_in_1x1``), batch norm is frozen into a per-channel affine map, an
 max-pool has no padding but rounds the output size up (``ceil_mode``), which Caffe's
 pooling layer does and PyTorch's default does not; with the wrong pooling every later
 feature map is shifted by one pixel.
-
-Padded batches: images of different sizes share one canvas, padded bottom/right. Zero
-input padding alone would not make a padded image's maps equal to its maps computed alone:
-the first conv adds its bias and the ReLU keeps it, so the padded area turns non-zero and
-every later 3x3 conv and the max-pool read those values at the image border where the image
-alone reads zero padding; the error then spreads inward by each layer's receptive field.
-Given the images' sizes, the backbone therefore zeroes the area outside each image before
-every operation that mixes neighbouring positions (:func:`zero_outside`), with the valid
-size tracked layer by layer (:func:`conv_output_size`, :func:`pool_output_size`), which
-makes the padded area read exactly like the zero padding of a lone image.
 """
 
 from __future__ import annotations
@@ -29,69 +19,7 @@ from torch import nn
 
 from lxmert.detector.config import DetectorConfig
 
-__all__ = [
-    "Bottleneck",
-    "ConvNorm",
-    "FrozenBatchNorm2d",
-    "ResNetC4",
-    "Sizes",
-    "Stem",
-    "conv_output_size",
-    "make_stage",
-    "pool_output_size",
-    "zero_outside",
-]
-
-#: (height, width) per image of a batch: the part of each map that belongs to the image.
-Sizes = list[tuple[int, int]]
-
-
-def conv_output_size(n: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """Length of a convolution's output along one axis (PyTorch's formula)."""
-    return (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def pool_output_size(n: int, kernel: int, stride: int, padding: int, *, ceil_mode: bool) -> int:
-    """Length of a max-pool's output along one axis, ceil mode included.
-
-    In ceil mode the last window may hang over the end, but must start inside the input
-    (or its left padding); PyTorch and Caffe drop a window that would start beyond it.
-    """
-    span = n + 2 * padding - kernel
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= n + padding:
-        out -= 1
-    return out
-
-
-def zero_outside(x: torch.Tensor, sizes: Sizes | None) -> torch.Tensor:
-    """Zero, in place, every map of image ``i`` outside its top-left ``sizes[i]`` region.
-
-    Only the padded strips are written, so this costs nothing for an unpadded image and
-    little otherwise. Returns ``x``.
-    """
-    if sizes is None:
-        return x
-    height, width = x.shape[-2:]
-    for i, (h, w) in enumerate(sizes):
-        if h < height:
-            x[i, :, h:, :] = 0
-        if w < width:
-            x[i, :, :h, w:] = 0
-    return x
-
-
-def _needs_mask(x: torch.Tensor, sizes: Sizes | None) -> Sizes | None:
-    # None when no image of the batch is padded: the single-image path then does no work
-    if sizes is None:
-        return None
-    if len(sizes) != x.shape[0]:
-        raise ValueError(f"{len(sizes)} image sizes for a batch of {x.shape[0]}")
-    height, width = x.shape[-2:]
-    for h, w in sizes:
-        if not (1 <= h <= height and 1 <= w <= width):
-            raise ValueError(f"image size {(h, w)} does not fit the padded batch {(height, width)}")
-    return list(sizes) if any((h, w) != (height, width) for h, w in sizes) else None
+__all__ = ["Bottleneck", "ConvNorm", "FrozenBatchNorm2d", "ResNetC4", "Stem", "make_stage"]
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -140,12 +68,6 @@ class ConvNorm(nn.Conv2d):
         bias = (n.bias - n.running_mean * scale).to(x.dtype)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
-    def output_sizes(self, sizes: Sizes) -> Sizes:
-        """The valid (h, w) of each image after this convolution."""
-        k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
-        return [(conv_output_size(h, k[0], s[0], p[0], d[0]), conv_output_size(w, k[1], s[1], p[1], d[1]))  # type: ignore[index]
-                for h, w in sizes]
-
 
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 -> 1x1 residual block; projection shortcut when the width changes."""
@@ -159,24 +81,12 @@ class Bottleneck(nn.Module):
         self.conv2 = ConvNorm(bottleneck, bottleneck, 3, stride=s3, padding=dilation, dilation=dilation, eps=eps)
         self.conv3 = ConvNorm(bottleneck, cout, 1, eps=eps)
 
-    def forward(self, x: torch.Tensor, sizes: Sizes | None = None) -> torch.Tensor:
-        """``sizes``: valid (h, w) per image of a padded batch at the block's input, or None.
-
-        Only ``conv2`` mixes neighbouring positions (the 1x1 convs, their strides included,
-        read one position each), so its input is the one place to re-zero the padding;
-        the block's output keeps garbage in the padded area, which the next spatial
-        operation's own masking removes.
-        """
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu_(self.conv1(x))
-        if sizes is not None:
-            zero_outside(out, self.conv1.output_sizes(sizes))
         out = F.relu_(self.conv2(out))
         out = self.conv3(out)
         out = out + (self.shortcut(x) if self.shortcut is not None else x)
         return F.relu_(out)
-
-    def output_sizes(self, sizes: Sizes) -> Sizes:
-        return self.conv3.output_sizes(self.conv2.output_sizes(self.conv1.output_sizes(sizes)))
 
 
 def make_stage(num_blocks: int, cin: int, bottleneck: int, cout: int, *, first_stride: int,
@@ -197,24 +107,11 @@ class Stem(nn.Module):
         self.conv1 = ConvNorm(3, cfg.stem_channels, 7, stride=2, padding=3, eps=cfg.bn_eps)
         self.caffe_maxpool = cfg.caffe_maxpool
 
-    def forward(self, x: torch.Tensor, sizes: Sizes | None = None) -> torch.Tensor:
-        """``sizes``: valid (h, w) per image of a padded batch, or None (see the module doc).
-
-        The max-pool may take its maximum over the zeroed padding where a lone image's
-        pool would skip the positions (window hanging over the edge): the same result,
-        because the values are ReLU outputs and so never below zero.
-        """
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu_(self.conv1(x))
-        if sizes is not None:
-            zero_outside(x, self.conv1.output_sizes(sizes))
         if self.caffe_maxpool:
             return F.max_pool2d(x, kernel_size=3, stride=2, padding=0, ceil_mode=True)
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-
-    def output_sizes(self, sizes: Sizes) -> Sizes:
-        k, s, p, ceil = (3, 2, 0, True) if self.caffe_maxpool else (3, 2, 1, False)
-        return [(pool_output_size(h, k, s, p, ceil_mode=ceil), pool_output_size(w, k, s, p, ceil_mode=ceil))
-                for h, w in self.conv1.output_sizes(sizes)]
 
 
 class ResNetC4(nn.Module):
@@ -230,33 +127,8 @@ class ResNetC4(nn.Module):
         self.res3 = make_stage(n3, c, w * 2, c * 2, first_stride=2, **kw)
         self.res4 = make_stage(n4, c * 2, w * 4, c * 4, first_stride=2, **kw)
 
-    def forward(self, x: torch.Tensor, image_sizes: Sizes | None = None) -> torch.Tensor:
-        """The ``res4`` map of a batch ``[N, 3, H, W]``.
-
-        ``image_sizes`` are the unpadded (h, w) of the images of a padded batch: inside each
-        image's valid region (:meth:`output_sizes`) the result then equals that image's map
-        computed alone, and outside it the map is zero. None means no image is padded.
-        """
-        sizes = _needs_mask(x, image_sizes)
-        if sizes is None:
-            return self.res4(self.res3(self.res2(self.stem(x))))
-        # the caller's batch is left untouched; the padding value it used does not matter
-        x = zero_outside(x.clone(), sizes)
-        x = self.stem(x, sizes)
-        sizes = self.stem.output_sizes(sizes)
-        for stage in (self.res2, self.res3, self.res4):
-            for block in stage:
-                x = block(x, sizes)
-                sizes = block.output_sizes(sizes)
-        return zero_outside(x, sizes)
-
-    def output_sizes(self, image_sizes: Sizes) -> Sizes:
-        """The valid (h, w) of each image's ``res4`` map: the map it would have alone."""
-        sizes = self.stem.output_sizes(list(image_sizes))
-        for stage in (self.res2, self.res3, self.res4):
-            for block in stage:
-                sizes = block.output_sizes(sizes)
-        return sizes
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res4(self.res3(self.res2(self.stem(x))))
 
 
 def make_res5(cfg: DetectorConfig) -> nn.Sequential:

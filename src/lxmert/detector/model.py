@@ -83,9 +83,9 @@ class RPN(nn.Module):
     """Region proposals: decode every anchor, keep the top ``pre_nms_topk`` by objectness,
     clip to the image, drop boxes with a side <= ``min_size``, NMS, keep ``post_nms_topk``.
 
-    In a padded batch each image's proposals come from its own part of the feature grid
-    (``feature_sizes``): anchors over the padding would otherwise compete for the top-k and,
-    once clipped to the image, displace real proposals.
+    Takes the maps of images that all have the map's size (:class:`FasterRCNN` groups them
+    so): anchors over padding would otherwise compete for the top-k and, once clipped to
+    the image, displace real proposals.
     """
 
     def __init__(self, cfg: DetectorConfig):
@@ -94,38 +94,26 @@ class RPN(nn.Module):
         self.anchor_generator = AnchorGenerator(cfg)
         self.rpn_head = RPNHead(cfg)
 
-    def forward(self, features: torch.Tensor, image_sizes: list[tuple[int, int]],
-                feature_sizes: list[tuple[int, int]] | None = None) -> list[torch.Tensor]:
-        """Proposals ``[R_i, 4]`` per image, in input pixels, clipped to ``image_sizes[i]``.
-
-        ``feature_sizes`` are each image's valid (h, w) on the feature grid (None: the whole
-        grid, the case of unpadded images); the padding of ``features`` must be zero.
-        """
+    def forward(self, features: torch.Tensor, image_sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """Proposals ``[R_i, 4]`` per image, in input pixels, clipped to ``image_sizes[i]``."""
         cfg = self.cfg
         logits, deltas = self.rpn_head(features)
         n, a, h, w = logits.shape
         if self.anchor_generator.cell_anchors.shape[0] != a:
             raise ValueError(f"{self.anchor_generator.cell_anchors.shape[0]} cell anchors but the RPN head predicts {a}")
-        if feature_sizes is None:
-            feature_sizes = [(h, w)] * n
-        if len(image_sizes) != n or len(feature_sizes) != n:
-            raise ValueError(f"{len(image_sizes)} image sizes and {len(feature_sizes)} feature sizes for {n} images")
-        deltas = deltas.view(n, a, 4, h, w)
-        anchors_by_grid: dict[tuple[int, int], torch.Tensor] = {}
+        if len(image_sizes) != n:
+            raise ValueError(f"{len(image_sizes)} image sizes for {n} feature maps")
+        anchors = self.anchor_generator(h, w)  # [H*W*A, 4]
+        logits = logits.permute(0, 2, 3, 1).reshape(n, -1)  # N, H*W*A
+        deltas = deltas.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
         proposals = []
-        for i, ((ih, iw), (fh, fw)) in enumerate(zip(image_sizes, feature_sizes)):
-            if (fh, fw) not in anchors_by_grid:
-                anchors_by_grid[(fh, fw)] = self.anchor_generator(fh, fw)  # [fh*fw*A, 4]
-            anchors = anchors_by_grid[(fh, fw)]
-            # location-major then anchor: the order a lone image's flattened map has
-            logits_i = logits[i, :, :fh, :fw].permute(1, 2, 0).reshape(-1)
-            deltas_i = deltas[i, :, :, :fh, :fw].permute(2, 3, 0, 1).reshape(-1, 4)
-            k = min(cfg.rpn_pre_nms_topk, logits_i.shape[0])
+        for i, (ih, iw) in enumerate(image_sizes):
+            k = min(cfg.rpn_pre_nms_topk, logits.shape[1])
             # stable sort: ties resolve by position
-            top = torch.sort(logits_i, descending=True, stable=True).indices[:k]
-            boxes = apply_deltas(deltas_i[top], anchors[top], cfg.rpn_bbox_weights)
+            top = torch.sort(logits[i], descending=True, stable=True).indices[:k]
+            boxes = apply_deltas(deltas[i, top], anchors[top], cfg.rpn_bbox_weights)
             boxes = clip_boxes(boxes, ih, iw)
-            scores = logits_i[top]
+            scores = logits[i, top]
             wh = boxes[:, 2:] - boxes[:, :2]
             ok = (wh > cfg.rpn_min_size).all(dim=1)
             boxes, scores = boxes[ok], scores[ok]
@@ -162,11 +150,10 @@ class BoxPredictor(nn.Module):
 class Res5ROIHeads(nn.Module):
     """RoIPool 14x14 on res4 -> res5 -> mean over the 14x14 grid -> predictors.
 
-    Every image of a batch is pooled from its own valid part of the feature map and runs
-    through res5 and the predictors in its own chunks, so its features and probabilities
-    are computed from exactly the tensors, of exactly the shapes, it would have alone;
-    batching several images into one res5 call would not save work anyway (the cost is
-    per proposal and the chunks bound the call size).
+    Every image runs through RoI pooling, res5 and the predictors on its own, in the chunks
+    of proposals it would have alone, so its features and probabilities come from tensors of
+    the shapes a lone image has; batching several images into one res5 call would not save
+    work anyway (the cost is per proposal and the chunks bound the call size).
     """
 
     def __init__(self, cfg: DetectorConfig):
@@ -189,20 +176,14 @@ class Res5ROIHeads(nn.Module):
             return features.new_zeros(0, self.cfg.head_channels)
         return torch.cat(out)
 
-    def forward(self, features: torch.Tensor, boxes: list[torch.Tensor],
-                feature_sizes: list[tuple[int, int]] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """``(pooled features, class logits, attribute logits)`` per image.
-
-        ``feature_sizes`` are the valid (h, w) of each image on ``features`` (None: all of it).
-        """
-        n, _, h, w = features.shape
-        if feature_sizes is None:
-            feature_sizes = [(h, w)] * n
-        if len(boxes) != n or len(feature_sizes) != n:
-            raise ValueError(f"{len(boxes)} box sets and {len(feature_sizes)} feature sizes for {n} images")
+    def forward(self, features: torch.Tensor,
+                boxes: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(pooled features, class logits, attribute logits)`` per image of ``features``."""
+        if len(boxes) != features.shape[0]:
+            raise ValueError(f"{len(boxes)} box sets for {features.shape[0]} feature maps")
         outs = []
-        for i, (b, (fh, fw)) in enumerate(zip(boxes, feature_sizes)):
-            pooled = self.pooled_features(features[i : i + 1, :, :fh, :fw], b)
+        for i, b in enumerate(boxes):
+            pooled = self.pooled_features(features[i : i + 1], b)
             cls_logits, attr_logits = self.box_predictor(pooled)
             outs.append((pooled, cls_logits, attr_logits))
         return outs
@@ -240,30 +221,37 @@ class FasterRCNN(nn.Module):
         """Run on a batch of preprocessed images ``[N, 3, H, W]`` (padded bottom/right).
 
         ``image_sizes`` are the unpadded (height, width) of each image. Each image's result
-        is the one it gets alone, whatever the padding holds: the backbone keeps the padding
-        at zero layer by layer, proposals come from the image's own feature grid and are
-        clipped to the image, and RoI pooling reads only the image's part of the map.
+        is the one it gets alone (to float rounding), whatever the padding holds: images are
+        cut out of the batch and those of one size run through the backbone and the RPN
+        together, so no layer ever reads padding. (Running the backbone on the padded batch
+        would not do: its first conv adds a bias that the ReLU keeps, so the padding turns
+        non-zero and every later 3x3 conv and the pool read it at the image's edge, where a
+        lone image reads zeros; the RPN would also place anchors over the padding.)
+        Outputs come in input order.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
         if len(image_sizes) != images.shape[0]:
             raise ValueError(f"{len(image_sizes)} image sizes for a batch of {images.shape[0]}")
-        image_sizes = [(int(h), int(w)) for h, w in image_sizes]
-        feats = self.backbone(images, image_sizes)
-        feature_sizes = self.backbone.output_sizes(image_sizes)
-        if self.backbone.output_sizes([tuple(images.shape[-2:])]) != [tuple(feats.shape[-2:])]:
-            raise RuntimeError(  # the size arithmetic must track the layers it models
-                f"backbone size bookkeeping predicts {self.backbone.output_sizes([tuple(images.shape[-2:])])} "
-                f"for a {tuple(images.shape[-2:])} input, the map is {tuple(feats.shape[-2:])}")
-        proposals = self.proposal_generator(feats, image_sizes, feature_sizes)
-        heads = self.roi_heads(feats, proposals, feature_sizes)
-        outs = []
-        for b, (pooled, cl, al) in zip(proposals, heads):
-            outs.append(DetectorOutput(
-                boxes=b, features=pooled, cls_probs=F.softmax(cl, dim=-1), attr_probs=F.softmax(al, dim=-1),
-                box_deltas=self.roi_heads.box_predictor.bbox_pred(pooled) if with_box_deltas else None,
-            ))
-        return outs
+        height, width = images.shape[-2:]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (h, w) in enumerate(image_sizes):
+            h, w = int(h), int(w)
+            if not (1 <= h <= height and 1 <= w <= width):
+                raise ValueError(f"image size {(h, w)} does not fit the padded batch {(height, width)}")
+            groups.setdefault((h, w), []).append(i)
+        outs: list[DetectorOutput | None] = [None] * len(image_sizes)
+        for (h, w), members in groups.items():
+            # one size: a plain batch without padding, the shapes a lone image has but for N
+            x = images[members, :, :h, :w].contiguous()
+            feats = self.backbone(x)
+            proposals = self.proposal_generator(feats, [(h, w)] * len(members))
+            for i, b, (pooled, cl, al) in zip(members, proposals, self.roi_heads(feats, proposals)):
+                outs[i] = DetectorOutput(
+                    boxes=b, features=pooled, cls_probs=F.softmax(cl, dim=-1), attr_probs=F.softmax(al, dim=-1),
+                    box_deltas=self.roi_heads.box_predictor.bbox_pred(pooled) if with_box_deltas else None,
+                )
+        return outs  # type: ignore[return-value]
 
     def regressed_boxes(self, out: DetectorOutput) -> torch.Tensor:
         """Class-specific refined boxes ``[R, num_classes, 4]`` (needs ``with_box_deltas``)."""

@@ -90,8 +90,8 @@ def batch_images(images: list[PreparedImage]) -> tuple[torch.Tensor, list[tuple[
     """Stack images, padding bottom/right with 0 (= the mean colour) to the largest size.
 
     A single image is not padded at all. The returned (h, w) per image are what
-    :class:`~lxmert.detector.model.FasterRCNN` needs to keep the padding out of every
-    image's results.
+    :class:`~lxmert.detector.model.FasterRCNN` needs to cut every image back out, so the
+    padding never reaches a result.
     """
     if not images:
         raise ValueError("no images to batch")
