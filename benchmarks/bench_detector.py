@@ -88,17 +88,17 @@ class StageClock:
 
 
 def code_version() -> str:
-    """The git commit (and whether the tree had changes) the figures were measured with."""
+    """The git commit the figures were measured with, and whether code (src/, benchmarks/) differed from it."""
     import subprocess
 
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return f"{head}{' + uncommitted changes' if dirty else ''}" if head else "unknown"
+    return f"{head}{' + uncommitted code changes' if dirty else ''}" if head else "unknown"
 
 
 def compare(single: list[dict], batched: list[dict]) -> dict[str, Any]:
