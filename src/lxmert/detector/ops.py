@@ -27,8 +27,8 @@ __all__ = [
     "box_area",
     "box_iou",
     "clip_boxes",
-    "nms",
     "iter_roi_pool",
+    "nms",
     "per_class_nms_max_score",
     "roi_pool",
 ]
