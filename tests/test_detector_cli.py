@@ -63,6 +63,25 @@ def test_extract_writes_tsv_and_store_then_resumes(setup, capsys):
     assert tsv.read_bytes() == before
 
 
+def test_batch_option_gives_the_one_at_a_time_rows(setup):
+    """``--batch 2`` pads the two images (90x120 and 100x80: different sizes and aspect
+    ratios) into one forward pass; the rows equal those of ``--batch 1`` to float rounding."""
+    from test_detector_batching import assert_same_record
+
+    tmp_path, imgs, cfg = setup
+    rows = {}
+    for batch in (1, 2):
+        out = tmp_path / f"b{batch}"
+        assert main(["extract", str(imgs), "--random-init", "--config", str(cfg), "--out", str(out),
+                     "--quiet", "--no-store", "--batch", str(batch)]) == 0
+        rows[batch] = list(read_tsv(tmp_path / f"b{batch}.tsv"))
+        meta = json.loads((tmp_path / f"b{batch}.tsv.extraction.json").read_text())
+        assert meta["batch_size"] == batch
+    assert len(rows[1]) == len(rows[2]) == 2
+    for a, b in zip(rows[1], rows[2]):
+        assert_same_record(a, b)
+
+
 def test_resume_after_crash_with_torn_row(setup, capsys):
     tmp_path, imgs, cfg = setup
     assert main(args(tmp_path, imgs, cfg)) == 0

@@ -1,5 +1,6 @@
 """The detector end to end on random weights: shapes, determinism, preprocessing, box
-selection, the checkpoint key map and the effect of batching."""
+selection and the checkpoint key map (batching: test_detector_batching.py; the demo's
+config.yaml: test_detector_config.py)."""
 
 from __future__ import annotations
 
@@ -294,19 +295,6 @@ def test_config_json_and_demo_yaml(tmp_path):
         "INPUT:\n  MIN_SIZE_TEST: 600\n  MAX_SIZE_TEST: 1000\n"
     )
     assert DetectorConfig.from_file(tmp_path / "config.yaml") == DetectorConfig()
-
-
-# ------------------------------------------------------------------------------- batching
-def test_batched_vs_single_features(extractor):
-    """Batching pads the smaller image; the padded image's features change, the largest
-    image's do not (it is not padded). The measured size is in docs/extraction.md."""
-    big, small = image(120, 160, seed=1), image(90, 100, seed=2)
-    single = [next(iter(extractor.extract([(str(i), im)]))) for i, im in enumerate((big, small))]
-    batched = list(extractor.extract([("0", big), ("1", small)], batch_size=2))
-    assert np.allclose(single[0]["features"], batched[0]["features"], rtol=1e-4, atol=1e-4)
-    assert np.array_equal(single[0]["boxes"], batched[0]["boxes"])
-    diff = np.abs(single[1]["features"] - batched[1]["features"]).max()
-    assert diff > 1e-3  # padding reaches the smaller image's features
 
 
 def test_load_image_errors_name_the_file(tmp_path):

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="feature store directory to (re)build from the TSV")
     p.add_argument("--tsv", default=None, help="TSV file to write / resume (default: <out>.tsv)")
     p.add_argument("--batch", type=int, default=1,
-                   help="images per forward pass (default 1; >1 pads images and perturbs features)")
+                   help="images per forward pass (default 1); a speed setting: every image gets the boxes and "
+                        "features it gets alone")
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="store dtype")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -100,7 +100,8 @@ class FeatureExtractor:
         return to_model_input(arr, self.cfg)
 
     def detect(self, prepared: Sequence[PreparedImage]) -> list[DetectorOutput]:
-        """Raw detector outputs for already prepared images, in one forward pass."""
+        """Raw detector outputs for already prepared images, in one forward call
+        (:meth:`FasterRCNN.forward` runs the images of one size through the backbone together)."""
         images, sizes = batch_images(list(prepared))
         return self.model(images.to(self.device), sizes)
 
@@ -114,8 +115,9 @@ class FeatureExtractor:
     def extract(self, images: Iterable[tuple[str, np.ndarray | str | os.PathLike[str]]], *, batch_size: int = 1) -> Iterable[dict[str, Any]]:
         """Yield one record per ``(img_id, image)``; ``batch_size`` images per forward.
 
-        ``batch_size=1`` (default) reproduces the one-image-at-a-time features of the
-        release; larger batches pad images to a common size, which perturbs features.
+        Each image gets the boxes and features it gets alone (to float rounding where two
+        images of a batch share a size, see :class:`FasterRCNN`), so the batch size is a
+        speed setting only.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

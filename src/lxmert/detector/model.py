@@ -21,7 +21,7 @@ from torch import nn
 
 from lxmert.detector.backbone import ResNetC4, make_res5
 from lxmert.detector.config import DetectorConfig
-from lxmert.detector.ops import apply_deltas, clip_boxes, nms, roi_pool
+from lxmert.detector.ops import apply_deltas, clip_boxes, iter_roi_pool, nms
 
 __all__ = ["AnchorGenerator", "DetectorOutput", "FasterRCNN", "RPN", "RPNHead", "Res5ROIHeads", "BoxPredictor"]
 
@@ -81,7 +81,12 @@ class RPNHead(nn.Module):
 
 class RPN(nn.Module):
     """Region proposals: decode every anchor, keep the top ``pre_nms_topk`` by objectness,
-    clip to the image, drop boxes with a side <= ``min_size``, NMS, keep ``post_nms_topk``."""
+    clip to the image, drop boxes with a side <= ``min_size``, NMS, keep ``post_nms_topk``.
+
+    Takes the maps of images that all have the map's size (:class:`FasterRCNN` groups them
+    so): anchors over padding would otherwise compete for the top-k and, once clipped to
+    the image, displace real proposals.
+    """
 
     def __init__(self, cfg: DetectorConfig):
         super().__init__()
@@ -90,18 +95,21 @@ class RPN(nn.Module):
         self.rpn_head = RPNHead(cfg)
 
     def forward(self, features: torch.Tensor, image_sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """Proposals ``[R_i, 4]`` per image, in input pixels, clipped to ``image_sizes[i]``."""
         cfg = self.cfg
         logits, deltas = self.rpn_head(features)
         n, a, h, w = logits.shape
         if self.anchor_generator.cell_anchors.shape[0] != a:
             raise ValueError(f"{self.anchor_generator.cell_anchors.shape[0]} cell anchors but the RPN head predicts {a}")
+        if len(image_sizes) != n:
+            raise ValueError(f"{len(image_sizes)} image sizes for {n} feature maps")
         anchors = self.anchor_generator(h, w)  # [H*W*A, 4]
         logits = logits.permute(0, 2, 3, 1).reshape(n, -1)  # N, H*W*A
         deltas = deltas.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
         proposals = []
         for i, (ih, iw) in enumerate(image_sizes):
             k = min(cfg.rpn_pre_nms_topk, logits.shape[1])
-            # stable sort: ties (exact zeros from padding, say) resolve by position
+            # stable sort: ties resolve by position
             top = torch.sort(logits[i], descending=True, stable=True).indices[:k]
             boxes = apply_deltas(deltas[i, top], anchors[top], cfg.rpn_bbox_weights)
             boxes = clip_boxes(boxes, ih, iw)
@@ -140,7 +148,13 @@ class BoxPredictor(nn.Module):
 
 
 class Res5ROIHeads(nn.Module):
-    """RoIPool 14x14 on res4 -> res5 -> mean over the 14x14 grid -> predictors."""
+    """RoIPool 14x14 on res4 -> res5 -> mean over the 14x14 grid -> predictors.
+
+    Every image runs through RoI pooling, res5 and the predictors on its own, in the chunks
+    of proposals it would have alone, so its features and probabilities come from tensors of
+    the shapes a lone image has; batching several images into one res5 call would not save
+    work anyway (the cost is per proposal and the chunks bound the call size).
+    """
 
     def __init__(self, cfg: DetectorConfig):
         super().__init__()
@@ -148,17 +162,31 @@ class Res5ROIHeads(nn.Module):
         self.res5 = make_res5(cfg)
         self.box_predictor = BoxPredictor(cfg)
 
-    def pooled_features(self, features: torch.Tensor, boxes: list[torch.Tensor], *, chunk: int = 32) -> torch.Tensor:
-        """The 2048-d feature of every box (boxes of image i pool from ``features[i]``)."""
-        rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], dim=1) for i, b in enumerate(boxes)])
+    def pooled_features(self, features: torch.Tensor, boxes: torch.Tensor, *, chunk: int = 32) -> torch.Tensor:
+        """The 2048-d feature of every box of one image; ``features`` is its ``[1, C, h, w]`` map."""
+        if features.shape[0] != 1:
+            raise ValueError(f"pooled_features takes one image's map [1, C, h, w], got {tuple(features.shape)}")
+        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)
         out = []
         # res5 on 300 boxes x 14 x 14 is the heaviest step; chunks bound peak memory
-        for s in range(0, len(rois), chunk):
-            x = roi_pool(features, rois[s : s + chunk], self.cfg.pooler_resolution, 1.0 / self.cfg.feature_stride)
+        for x in iter_roi_pool(features, rois, self.cfg.pooler_resolution, 1.0 / self.cfg.feature_stride,
+                               chunk=chunk):
             out.append(self.res5(x).mean(dim=(2, 3)))
         if not out:
             return features.new_zeros(0, self.cfg.head_channels)
         return torch.cat(out)
+
+    def forward(self, features: torch.Tensor,
+                boxes: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(pooled features, class logits, attribute logits)`` per image of ``features``."""
+        if len(boxes) != features.shape[0]:
+            raise ValueError(f"{len(boxes)} box sets for {features.shape[0]} feature maps")
+        outs = []
+        for i, b in enumerate(boxes):
+            pooled = self.pooled_features(features[i : i + 1], b)
+            cls_logits, attr_logits = self.box_predictor(pooled)
+            outs.append((pooled, cls_logits, attr_logits))
+        return outs
 
 
 @dataclass
@@ -192,27 +220,38 @@ class FasterRCNN(nn.Module):
                 with_box_deltas: bool = False) -> list[DetectorOutput]:
         """Run on a batch of preprocessed images ``[N, 3, H, W]`` (padded bottom/right).
 
-        ``image_sizes`` are the unpadded (height, width) of each image: proposals are
-        clipped to them, so padding never yields boxes outside the picture.
+        ``image_sizes`` are the unpadded (height, width) of each image. Each image's result
+        is the one it gets alone (to float rounding), whatever the padding holds: images are
+        cut out of the batch and those of one size run through the backbone and the RPN
+        together, so no layer ever reads padding. (Running the backbone on the padded batch
+        would not do: its first conv adds a bias that the ReLU keeps, so the padding turns
+        non-zero and every later 3x3 conv and the pool read it at the image's edge, where a
+        lone image reads zeros; the RPN would also place anchors over the padding.)
+        Outputs come in input order.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
         if len(image_sizes) != images.shape[0]:
             raise ValueError(f"{len(image_sizes)} image sizes for a batch of {images.shape[0]}")
-        feats = self.backbone(images)
-        proposals = self.proposal_generator(feats, image_sizes)
-        pooled = self.roi_heads.pooled_features(feats, proposals)
-        cls_logits, attr_logits = self.roi_heads.box_predictor(pooled)
-        deltas = self.roi_heads.box_predictor.bbox_pred(pooled) if with_box_deltas else None
-        counts = [len(p) for p in proposals]
-        outs = []
-        for i, (b, f, cl, al) in enumerate(zip(proposals, pooled.split(counts), cls_logits.split(counts),
-                                                attr_logits.split(counts))):
-            outs.append(DetectorOutput(
-                boxes=b, features=f, cls_probs=F.softmax(cl, dim=-1), attr_probs=F.softmax(al, dim=-1),
-                box_deltas=deltas.split(counts)[i] if deltas is not None else None,
-            ))
-        return outs
+        height, width = images.shape[-2:]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (h, w) in enumerate(image_sizes):
+            h, w = int(h), int(w)
+            if not (1 <= h <= height and 1 <= w <= width):
+                raise ValueError(f"image size {(h, w)} does not fit the padded batch {(height, width)}")
+            groups.setdefault((h, w), []).append(i)
+        outs: list[DetectorOutput | None] = [None] * len(image_sizes)
+        for (h, w), members in groups.items():
+            # one size: a plain batch without padding, the shapes a lone image has but for N
+            x = images[members, :, :h, :w].contiguous()
+            feats = self.backbone(x)
+            proposals = self.proposal_generator(feats, [(h, w)] * len(members))
+            for i, b, (pooled, cl, al) in zip(members, proposals, self.roi_heads(feats, proposals)):
+                outs[i] = DetectorOutput(
+                    boxes=b, features=pooled, cls_probs=F.softmax(cl, dim=-1), attr_probs=F.softmax(al, dim=-1),
+                    box_deltas=self.roi_heads.box_predictor.bbox_pred(pooled) if with_box_deltas else None,
+                )
+        return outs  # type: ignore[return-value]
 
     def regressed_boxes(self, out: DetectorOutput) -> torch.Tensor:
         """Class-specific refined boxes ``[R, num_classes, 4]`` (needs ``with_box_deltas``)."""

@@ -17,6 +17,7 @@ because the converted weights were validated with exactly those:
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ __all__ = [
     "box_area",
     "box_iou",
     "clip_boxes",
+    "iter_roi_pool",
     "nms",
     "per_class_nms_max_score",
     "roi_pool",
@@ -182,18 +184,41 @@ def roi_pool(
     Returns:
         ``[K, C, output_size, output_size]``.
 
+    See :func:`iter_roi_pool` for the method; this collects its chunks.
+    """
+    if features.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 5:
+        raise ValueError(f"roi_pool needs features [N,C,H,W] and rois [K,5], got {tuple(features.shape)}, {tuple(rois.shape)}")
+    out = features.new_zeros(rois.shape[0], features.shape[1], output_size, output_size)
+    s = 0
+    for pooled in iter_roi_pool(features, rois, output_size, spatial_scale, chunk=chunk):
+        out[s : s + len(pooled)] = pooled
+        s += len(pooled)
+    return out
+
+
+def iter_roi_pool(
+    features: torch.Tensor,
+    rois: torch.Tensor,
+    output_size: int,
+    spatial_scale: float,
+    *,
+    chunk: int = 64,
+) -> Iterator[torch.Tensor]:
+    """:func:`roi_pool`, ``chunk`` boxes at a time: yields ``[<=chunk, C, P, P]`` in box order.
+
     Every bin is a max over an integer rectangle. A 2-D sparse table holds, for each power-of-
     two window ``2^a x 2^b``, the max over that window starting at every cell; the max over
     any rectangle is then the max of four (possibly overlapping) table lookups. The tables are
-    stored channels-last so each lookup is a row gather of ``C`` contiguous values.
+    stored channels-last so each lookup is a row gather of ``C`` contiguous values. The table
+    is built once for all boxes, while the caller consumes (res5, say) one chunk at a time,
+    which bounds the memory of the pooled maps without rebuilding the table per chunk.
     """
     if features.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 5:
         raise ValueError(f"roi_pool needs features [N,C,H,W] and rois [K,5], got {tuple(features.shape)}, {tuple(rois.shape)}")
     n, c, h, w = features.shape
     k = rois.shape[0]
-    out = features.new_zeros(k, c, output_size, output_size)
     if k == 0:
-        return out
+        return
     r = rois.to(torch.float32)
     scale = torch.tensor(spatial_scale, dtype=torch.float32)
     x1, y1, x2, y2 = (_round_half_away(r[:, i] * scale).long() for i in range(1, 5))
@@ -249,5 +274,4 @@ def roi_pool(
         m = torch.maximum(m, flat[index(A, B, N_, Y0, X1)])
         m = torch.maximum(m, flat[index(A, B, N_, Y1, X1)])  # [k, P, P, C]
         m = m.masked_fill(empty[s:e, :, :, None], 0)
-        out[s:e] = m.permute(0, 3, 1, 2)
-    return out
+        yield m.permute(0, 3, 1, 2).contiguous()  # NCHW, the layout res5's convolutions were timed in

@@ -89,9 +89,9 @@ def to_model_input(image_rgb: np.ndarray, cfg: DetectorConfig) -> PreparedImage:
 def batch_images(images: list[PreparedImage]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """Stack images, padding bottom/right with 0 (= the mean colour) to the largest size.
 
-    A single image is not padded at all. Padding is what makes batched features differ
-    from one-at-a-time features (convolutions near the border see padding instead of the
-    zero padding of the image edge; see docs/extraction.md for the measured size).
+    A single image is not padded at all. The returned (h, w) per image are what
+    :class:`~lxmert.detector.model.FasterRCNN` needs to cut every image back out, so the
+    padding never reaches a result.
     """
     if not images:
         raise ValueError("no images to batch")
