@@ -99,7 +99,7 @@ def child_tsv_load(tsv: str) -> dict:
     t0 = time.perf_counter()
     for i in ids:
         r = index[i]
-        feats = r["features"].copy()
+        r["features"].copy()  # the copy a loader makes: timed, not used
         boxes = r["boxes"].copy()
         boxes[:, (0, 2)] /= r["img_w"]
         boxes[:, (1, 3)] /= r["img_h"]
