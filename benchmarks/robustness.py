@@ -1,6 +1,6 @@
-"""Accuracy under input noise of the plain vs adversarially fine-tuned runs (docs/beyond.md).
+"""Accuracy under input noise of the plain vs adversarially fine-tuned runs (docs/tasks-and-techniques.md).
 
-    python benchmarks/beyond_robustness.py WORK_DIR > robustness.json
+    python benchmarks/robustness.py WORK_DIR > robustness.json
 
 For every WORK_DIR/vqa-{plain,adv}-<seed>/best: the world's minival label score (= VQA
 accuracy of the soft labels) clean, with Gaussian noise of std s x (feature std) added to
@@ -30,7 +30,7 @@ def score(model, batches, feat_noise: float, text_noise: float, feat_std: float)
     word = model.lxmert.embeddings.word_embeddings
     emb_std = float(word.weight.std())
     for batch, soft in batches:
-        inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "labels"}
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
         feats = inputs["visual_feats"]
         inputs["visual_feats"] = feats + feat_noise * feat_std * torch.randn(feats.shape, generator=gen)
         ids = inputs.pop("input_ids")
@@ -52,7 +52,7 @@ def main(work: str) -> None:
                     LxmertTokenizer.from_vocab(world / "vocab.txt"), table)
     batches = []
     for start in range(0, len(ds), 100):
-        batch = ds.collate([ds[i] for i in range(start, min(start + 100, len(ds)))])
+        batch = ds.collate([ds[i] for i in range(start, min(start + 100, len(ds)))]).inputs
         batches.append((batch, batch["labels"]))
     feat_std = float(torch.cat([b["visual_feats"].flatten() for b, _ in batches]).std())
     out: dict[str, dict[str, float]] = {}

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The figures of docs/beyond.md: adversarial fine-tuning, 50% pruning, attention maps on the
+# The figures of docs/tasks-and-techniques.md: adversarial fine-tuning, 50% pruning, attention maps on the
 # generated world. CPU-sized (a small LXMERT from scratch); each stage takes minutes.
-#   bash benchmarks/beyond_experiments.sh [WORK_DIR] [stage ...]   stages: world base plain adv robust prune retrain attention
+#   bash benchmarks/more_tasks_experiments.sh [WORK_DIR] [stage ...]   stages: world base plain adv robust prune retrain attention
 # base: a small model trained from scratch (the starting checkpoint); plain / adv: one more
 # two epochs of fine-tuning from it without / with adversarial training (seeds 1-3 each).
 set -euo pipefail
-W=${1:-/tmp/beyond}
+W=${1:-/tmp/more-tasks}
 shift || true
 STAGES=${*:-world base plain adv robust prune retrain attention}
 MODEL=(--set model.hidden_size=64 --set model.num_attention_heads=4 --set model.intermediate_size=128
@@ -33,7 +33,7 @@ for stage in $STAGES; do
         --adv text,image --adv-steps 3 --adv-lr 1e-3 --adv-kl 1.5
     done ;;
   robust) # minival accuracy with Gaussian noise added to the region features / word embeddings
-    python "$(dirname "$0")/beyond_robustness.py" "$W" > "$W/robustness.json"; cat "$W/robustness.json" ;;
+    python "$(dirname "$0")/robustness.py" "$W" > "$W/robustness.json"; cat "$W/robustness.json" ;;
   prune)  # one-shot magnitude pruning of the best baseline checkpoint, evaluated without retraining
     for s in 0.3 0.5 0.7; do
       for scope in global layer; do
