@@ -122,6 +122,7 @@ class RetrievalPairs(_CaptionImages):
         for j, i in enumerate(self.sentence_image):
             images_of_code[int(self.text_code[j])].add(int(i))
         self.images_of_code = [np.asarray(sorted(s), dtype=np.int64) for s in images_of_code]
+        self.code_counts = np.bincount(self.text_code, minlength=self.num_codes)
         if "image" in self.sides and max(len(s) for s in images_of_code) >= n_images:
             raise ValueError(f"{where}: a sentence describes every image of the split; it has no negative image")
         if "text" in self.sides and any(len(codes) >= self.num_codes for codes in self.image_codes):
@@ -153,7 +154,7 @@ class RetrievalPairs(_CaptionImages):
         """`pool` distinct sentences (when possible) whose text is none of the captions of
         sentence `index`'s image."""
         codes = np.fromiter(self.image_codes[int(self.sentence_image[index])], dtype=np.int64)
-        allowed = int((~np.isin(self.text_code, codes)).sum())
+        allowed = len(self.text_code) - int(self.code_counts[codes].sum())
         return _draw(rng, len(self.text_code), self.pool, lambda c: ~np.isin(self.text_code[c], codes), allowed)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:

@@ -244,14 +244,16 @@ def cosine_scores(text: EncodedText, images: EncodedImages) -> torch.Tensor:
 
 
 def attention_scores(model: LxmertForImageTextMatching, text: EncodedText, images: EncodedImages, *,
-                     sentences_per_block: int = 256) -> torch.Tensor:
+                     sentences_per_block: int | None = None, block_elements: int = 1 << 26) -> torch.Tensor:
     """First-stage score: how strongly the words attend to the objects in the FIRST
     cross-modality layer, float32 [I, S] on the CPU.
 
     That layer's shared projection turns the cached single-modality outputs into queries
     (words) and keys (objects) that pre-training trained to align; the score is, over the
     sentence's words, the mean of the best object's scaled dot product q.k / sqrt(d_head).
-    It costs one [L x N] product per pair instead of the cross layers' forward.
+    It costs one [L x N] product per pair instead of the cross layers' forward. Sentences
+    go in blocks whose [I, block, L, N] products hold at most `block_elements` numbers
+    (unless `sentences_per_block` is given).
     """
     att = model.lxmert.encoder.x_layers[0].visual_attention.att
     d = att.hidden_size
@@ -261,6 +263,9 @@ def attention_scores(model: LxmertForImageTextMatching, text: EncodedText, image
     scale = 1.0 / math.sqrt(att.head_dim)
     word = text.mask.to(q.dtype)                                       # [S, L]
     out = torch.empty(len(images), len(text), dtype=torch.float32)
+    if sentences_per_block is None:
+        per_sentence = len(images) * q.shape[1] * k.shape[1]
+        sentences_per_block = max(1, block_elements // max(1, per_sentence))
     for s0, s1 in _blocks(len(text), sentences_per_block):
         dots = torch.einsum("sld,ind->isln", q[s0:s1], k) * scale      # [I, s, L, N]
         if images.mask is not None:

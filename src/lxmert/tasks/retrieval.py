@@ -6,7 +6,8 @@ by `[retrieval] image_key` (`lxmert.data.karpathy`); `data.train` / `data.valid`
 `data.test` name the file's splits ("train", "restval", "val", "test").
 
 Model: `LxmertForImageTextMatching`, the encoder plus `cls.seq_relationship`; from a
-pre-training checkpoint the head is the pre-trained one.
+pre-training checkpoint the head is the pre-trained one (fine-tuning starts from it, and
+`lxmert evaluate retrieval --checkpoint PRETRAINED --config RECIPE` scores zero-shot).
 
 Fine-tuning: each step takes `train.batch_size` sentences with their images and, per
 side in `negative_sides`, `negatives` negatives: the sentence with another image
@@ -44,6 +45,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lxmert.atomic import atomic_write_text
+from lxmert.checkpoint.files import read_checkpoint
+from lxmert.checkpoint.layouts import canonicalize, infer_class_name
 from lxmert.data.karpathy import read_karpathy
 from lxmert.data.retrieval import NEGATIVE_SIDES, RetrievalGallery, RetrievalPairs
 from lxmert.errors import RecipeError
@@ -213,6 +216,18 @@ class RetrievalTask(Task):
                                   pool=max(o.negatives, o.hard_pool), sides=o.negative_sides,
                                   seed=self.recipe.train.seed, where=str(self.file))
         return RetrievalGallery(split, self.images, self.tokenizer, max_length=max_length, where=str(self.file))
+
+    # model ---------------------------------------------------------------------------
+    def load_model(self, checkpoint: str | os.PathLike) -> nn.Module:
+        """A retrieval checkpoint, loaded strictly; or a pre-training checkpoint, whose
+        matching head is the one pre-training trained: zero-shot retrieval (its other
+        heads are dropped, with a warning). Any other checkpoint has no matching head and
+        is refused, as by every task."""
+        stored = read_checkpoint(checkpoint)
+        name = stored.class_name or (None if stored.int8 else infer_class_name(canonicalize(stored.state)))
+        if name == "LxmertForPreTraining":
+            return self.model_class.from_pretrained(checkpoint, strict=False)
+        return self.model_class.from_pretrained(checkpoint)
 
     # training ------------------------------------------------------------------------
     def ddp_find_unused_parameters(self) -> bool:
@@ -395,7 +410,8 @@ class RetrievalTask(Task):
         return Predictions(by_id, None)
 
     def score(self, predictions: dict[Any, Any], dataset: Dataset) -> dict[str, float]:
-        """Strict and same-text Recall@1/5/10, RSUM and mean recall, averaged over folds."""
+        """Strict and same-text Recall@1/5/10, RSUM and mean recall, averaged over folds
+        (and `images` / `sentences` per fold, `folds`, `scored_pair_fraction`)."""
         split = dataset.split  # type: ignore[attr-defined]
         codes = dataset.text_code  # type: ignore[attr-defined]
         image_codes = dataset.image_codes  # type: ignore[attr-defined]
@@ -404,9 +420,11 @@ class RetrievalTask(Task):
         own = dataset.split.image_sentences()  # type: ignore[attr-defined]
         t2i, i2t = predictions["text_to_image"], predictions["image_to_text"]
         per_fold: list[dict[str, float]] = []
+        n_sentences = 0
         for fold in predictions["folds"]:
             rows = [image_index[img] for img in fold]
             sents = [j for i in rows for j in own[i]]
+            n_sentences += len(sents)
             missing = [split.sentence_ids[j] for j in sents if split.sentence_ids[j] not in t2i]
             missing += [split.image_ids[i] for i in rows if split.image_ids[i] not in i2t]
             if missing:
@@ -427,6 +445,7 @@ class RetrievalTask(Task):
             for f, m in enumerate(per_fold):
                 out[f"fold{f}/rsum"] = m["rsum"]
         out["images"] = float(sum(len(f) for f in predictions["folds"]) / len(predictions["folds"]))
+        out["sentences"] = float(n_sentences / len(predictions["folds"]))
         out["folds"] = float(len(predictions["folds"]))
         out["scored_pair_fraction"] = float(predictions["scored_pairs"]) / max(1, int(predictions["pairs"]))
         return out
