@@ -47,7 +47,7 @@ from torch.utils.data import Dataset
 from lxmert.atomic import atomic_write_text
 from lxmert.checkpoint.files import read_checkpoint
 from lxmert.checkpoint.layouts import canonicalize, infer_class_name
-from lxmert.data.karpathy import read_karpathy
+from lxmert.data.karpathy import CaptionSplit, read_karpathy
 from lxmert.data.retrieval import NEGATIVE_SIDES, RetrievalGallery, RetrievalPairs
 from lxmert.errors import RecipeError
 from lxmert.modeling import LxmertForImageTextMatching
@@ -199,7 +199,8 @@ class RetrievalTask(Task):
         """Every split lives in the one Karpathy file."""
         return [self.file]
 
-    def read_split(self, splits: list[str] | str):
+    def read_split(self, splits: list[str] | str) -> CaptionSplit:
+        """The named splits of the Karpathy file, keyed by `retrieval.image_key`."""
         try:
             return read_karpathy(self.file, splits, self.options.image_key)
         except ValueError as err:
