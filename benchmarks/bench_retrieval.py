@@ -140,16 +140,17 @@ def speed(config: LxmertConfig, n_images: int, n_sentences: int, figures: tuple[
                                "max_abs_diff_vs_fp32_full": float((cached - reference).abs().max()),
                                "score_std": float(full.std())}
 
-        def call_full(rep: int) -> None:
+        # each case binds this figure's precision and caches (the loop rebinds the names)
+        def call_full(rep: int, ctx=ctx) -> None:
             with ctx():
                 full_scores(model, text, images, pair_batch, per_block)
 
-        def call_cached(rep: int) -> None:
+        def call_cached(rep: int, ctx=ctx) -> None:
             with ctx():
                 score_grid(model, *encode(model, text, images, 256), pair_batch=pair_batch,
                            sentences_per_block=per_block)
 
-        def call_cross(rep: int) -> None:
+        def call_cross(rep: int, ctx=ctx, caches=caches) -> None:
             with ctx():
                 score_grid(model, *caches, pair_batch=pair_batch, sentences_per_block=per_block)
 

@@ -90,7 +90,7 @@ def test_cached_scores_equal_the_full_forward_of_every_pair(scored, pair_batch, 
 def test_pair_scores_pick_the_pairs_they_are_given():
     torch.manual_seed(2)
     model = LxmertForImageTextMatching(tiny_config()).eval()
-    ids, mask, lengths, feats, pos, vmask = gallery()
+    ids, mask, _, feats, pos, vmask = gallery()
     with torch.no_grad():
         text, images = model.encode_text(ids, mask), model.encode_images(feats, pos, vmask)
         grid = score_grid(model, text, images)

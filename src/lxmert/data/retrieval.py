@@ -211,7 +211,7 @@ def collate_pairs(examples: Sequence[dict[str, Any]], pad_id: int = 0) -> Batch:
     batch["visual_pos"] = stack_objects([e["visual_pos"] for e in examples], torch.float32)
     mask = stack_objects([e["visual_mask"] for e in examples])
     if "negative_feats" in examples[0]:
-        b, (k, n) = len(examples), examples[0]["negative_feats"].shape[:2]
+        b, k = len(examples), examples[0]["negative_feats"].shape[0]
         flat = [x for e in examples for x in e["negative_feats"]]
         batch["negative_feats"] = stack_objects(flat, torch.float32).view(b, k, -1, flat[0].shape[-1])
         batch["negative_pos"] = stack_objects([x for e in examples for x in e["negative_pos"]],

@@ -149,7 +149,7 @@ def first_hits(rankings: Sequence[Sequence[Any]], correct: Sequence[Any]) -> np.
     """For each query, the 0-based position of the first correct item in its ranking
     (`correct[q]` is a set, or a predicate), or -1 when none is ranked."""
     out = np.full(len(rankings), -1, dtype=np.int64)
-    for q, (ranking, ok) in enumerate(zip(rankings, correct)):
+    for q, (ranking, ok) in enumerate(zip(rankings, correct, strict=True)):
         test = ok if callable(ok) else ok.__contains__
         for pos, item in enumerate(ranking):
             if test(item):
@@ -326,7 +326,7 @@ class RetrievalTask(Task):
         if any(m is not None for m in vis_masks):
             out["visual_attention_mask"] = torch.cat(
                 [m if m is not None else torch.ones(v.shape[:2], dtype=torch.long, device=v.device)
-                 for m, v in zip(vis_masks, vis)])
+                 for m, v in zip(vis_masks, vis, strict=True)])
         return out
 
     # evaluation ----------------------------------------------------------------------
