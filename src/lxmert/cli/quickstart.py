@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="NLVR2 statement kinds of the world (default: all)")
     p.add_argument("--nlvr2-per-image", type=float, default=d.nlvr2_per_image,
                    help="NLVR2 sentences per image, each with 2 image pairs (default %(default)s)")
-    p.add_argument("--tasks", nargs="+", choices=("vqa", "gqa", "nlvr2"), default=list(d.tasks))
+    p.add_argument("--tasks", nargs="+", choices=("vqa", "gqa", "nlvr2", "retrieval"), default=list(d.tasks),
+                   help="fine-tuning tasks (default: %(default)s; retrieval is opt-in: "
+                        "--tasks vqa gqa nlvr2 retrieval, docs/retrieval.md)")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch intra-op threads (default %(default)s: fastest for the demo's small "
                         "matrices on a shared machine; 0 = torch's default)")

@@ -7,6 +7,7 @@ Importing this package registers every model class (`lxmert.modeling.registry`),
 from lxmert.modeling.base import LxmertPreTrainedModel, load_state
 from lxmert.modeling.classification import CLASSIFICATION_KEY, LxmertForClassification, classification_loss
 from lxmert.modeling.lxmert import LxmertEncoder, LxmertModel
+from lxmert.modeling.matching import LxmertForImageTextMatching, LxmertForImageTextMatchingOutput
 from lxmert.modeling.nlvr2 import LxmertForNLVR2
 from lxmert.modeling.outputs import (
     LxmertForNLVR2Output,
@@ -20,7 +21,7 @@ from lxmert.modeling.registry import model_class, model_names, register_model
 
 __all__ = [
     "LxmertPreTrainedModel", "LxmertEncoder", "LxmertModel", "LxmertForPreTraining", "LxmertForQuestionAnswering",
-    "LxmertForNLVR2", "LxmertForClassification", "CLASSIFICATION_KEY", "classification_loss", "qa_loss",
+    "LxmertForNLVR2", "LxmertForClassification", "LxmertForImageTextMatching", "LxmertForImageTextMatchingOutput", "CLASSIFICATION_KEY", "classification_loss", "qa_loss",
     "LxmertModelOutput", "LxmertForPreTrainingOutput", "LxmertForQuestionAnsweringOutput", "LxmertForNLVR2Output",
     "load_state", "model_class", "model_names", "register_model",
 ]

@@ -78,6 +78,31 @@ class LxmertEncoder(nn.Module):
                 setattr(out, name, tuple(values))
         return out
 
+    # The three stages on their own, for callers that reuse one modality's encoding across
+    # many pairs (image-text retrieval scores every sentence against every image; the
+    # language and object encoders never see the other modality, so each sentence and
+    # each image is encoded once). Same modules, same order as `forward`.
+    def encode_language(self, lang: torch.Tensor, lang_mask: torch.Tensor | None) -> torch.Tensor:
+        """The language layers over embedded words ([B, L, d] -> [B, L, d])."""
+        for layer in self.layer:
+            lang, _ = layer(lang, lang_mask)
+        return lang
+
+    def encode_objects(self, visual_feats: torch.Tensor, visual_pos: torch.Tensor,
+                       visn_mask: torch.Tensor | None) -> torch.Tensor:
+        """Feature/box encoder and object-relationship layers ([B, N, D] -> [B, N, d])."""
+        visn = self.visn_fc(visual_feats, visual_pos)
+        for layer in self.r_layers:
+            visn, _ = layer(visn, visn_mask)
+        return visn
+
+    def cross(self, lang: torch.Tensor, lang_mask: torch.Tensor | None, visn: torch.Tensor,
+              visn_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cross-modality layers over single-modality outputs."""
+        for layer in self.x_layers:
+            lang, visn, _ = layer(lang, lang_mask, visn, visn_mask)
+        return lang, visn
+
 
 class LxmertPooler(nn.Module):
     def __init__(self, config: LxmertConfig) -> None:
@@ -140,3 +165,58 @@ class LxmertModel(LxmertPreTrainedModel):
                            output_attentions, output_hidden_states)
         out.pooled_output = self.pooler(out.language_output)
         return out
+
+    # ------------------------------------------------------------------ one modality at a time
+    def encode_text(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Embeddings and the language layers only: [B, L, d], what the cross-modality
+        layers receive as language input. The language layers never attend to objects, so
+        this is the same for every image a sentence is paired with: encode it once and pass
+        it to `cross` for each image."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        lang = self.embeddings(input_ids, token_type_ids, inputs_embeds)
+        return self.encoder.encode_language(lang, additive_mask(attention_mask, lang.dtype))
+
+    def encode_objects(
+        self,
+        visual_feats: torch.Tensor,
+        visual_pos: torch.Tensor,
+        visual_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The object encoder and the object-relationship layers only: [B, N, d], the
+        cross-modality layers' object input; like `encode_text`, independent of the
+        sentence."""
+        cfg = self.config
+        if visual_feats.shape[-1] != cfg.visual_feat_dim:
+            raise ValueError(f"visual_feats last dim {visual_feats.shape[-1]} != "
+                             f"config.visual_feat_dim {cfg.visual_feat_dim}")
+        if visual_pos.shape[-1] != cfg.visual_pos_dim or visual_pos.shape[:-1] != visual_feats.shape[:-1]:
+            raise ValueError(f"visual_pos shape {tuple(visual_pos.shape)} does not match "
+                             f"visual_feats {tuple(visual_feats.shape)} / visual_pos_dim {cfg.visual_pos_dim}")
+        dtype = self.embeddings.LayerNorm.weight.dtype
+        return self.encoder.encode_objects(visual_feats, visual_pos, additive_mask(visual_attention_mask, dtype))
+
+    def cross(
+        self,
+        language_states: torch.Tensor,
+        vision_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        visual_attention_mask: torch.Tensor | None = None,
+    ) -> LxmertModelOutput:
+        """Cross-modality layers and pooler over the outputs of `encode_text` and
+        `encode_objects` (row i of each is one pair); `language_output`, `vision_output`
+        and `pooled_output` equal `forward`'s on the same pairs up to float rounding
+        (padding beyond a sentence's or an image's mask changes nothing else)."""
+        if language_states.shape[0] != vision_states.shape[0]:
+            raise ValueError(f"{language_states.shape[0]} sentences vs {vision_states.shape[0]} images: "
+                             f"cross() takes one (sentence, image) pair per row")
+        dtype = language_states.dtype
+        lang, visn = self.encoder.cross(language_states, additive_mask(attention_mask, dtype), vision_states,
+                                        additive_mask(visual_attention_mask, dtype))
+        return LxmertModelOutput(language_output=lang, vision_output=visn, pooled_output=self.pooler(lang))
