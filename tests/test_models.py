@@ -16,7 +16,7 @@ from lxmert.data.synth.beyond import derive_beyond_tasks
 from lxmert.errors import CheckpointError
 from lxmert.modeling import LxmertPreTrainedModel, model_class, model_names
 from lxmert.tasks import get_task, task_names
-from lxmert.training.recipe import load_recipe
+from lxmert.training.recipe import load_recipe, recipe_names
 
 TINY = ["model.hidden_size=32", "model.num_attention_heads=2", "model.intermediate_size=64", "model.l_layers=1",
         "model.x_layers=1", "model.r_layers=1", "model.hidden_dropout_prob=0.0",
@@ -32,14 +32,23 @@ def world(tmp_path_factory):
 
 
 def _recipe(name: str, world):
-    """The task's own packaged recipe, pointed at the world's splits and shrunk."""
+    """The task's demo recipe (`demo-<name>`, made for the generated world) or else its own
+    packaged recipe, shrunk, keeping the splits the world has."""
     task = get_task(name)
-    recipe = load_recipe(task.default_recipe, TINY)
-    folder = world / task.folder
-    exists = [s for s in recipe.data.train if (folder / f"{s}{task.split_suffix}").is_file()]
-    assert exists, f"{name}: none of {recipe.data.train} in {folder}"
-    valid = recipe.data.valid if (folder / f"{recipe.data.valid}{task.split_suffix}").is_file() else exists[0]
-    return load_recipe(task.default_recipe, [*TINY, f"data.train={exists!r}".replace("'", '"'), f"data.valid={valid!r}"])
+    base = f"demo-{name}" if f"demo-{name}" in recipe_names() else task.default_recipe
+    recipe = load_recipe(base, TINY)
+    probe = task(recipe, world)
+
+    def has(split: str) -> bool:
+        try:
+            return all(p.is_file() for p in probe.split_files([split]))
+        except FileNotFoundError:
+            return False
+
+    train = [s for s in recipe.data.train if has(s)]
+    assert train, f"{name}: none of {recipe.data.train} in the world"
+    valid = recipe.data.valid if has(recipe.data.valid) else train[0]
+    return load_recipe(base, [*TINY, f"data.train={train!r}".replace("'", '"'), f"data.valid={valid!r}"])
 
 
 @pytest.mark.parametrize("name", task_names())
@@ -81,7 +90,8 @@ def test_task(name, world, tmp_path):
         assert task.main_metric in metrics
         valid = task.valid_dataset()
         predictions = task.predict(model, valid, torch.device("cpu"))
-        assert len(predictions.by_id) == len(valid)
+        assert predictions.by_id
+        assert task.main_metric in task.score(predictions.by_id, valid)
         path = task.write_predictions(tmp_path / f"predictions{task.prediction_suffix}", predictions.by_id)
         assert path.is_file() and path.stat().st_size > 0
     else:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from lxmert.data.karpathy import CaptionSplit, read_karpathy
 from lxmert.data.retrieval import RetrievalGallery, RetrievalPairs, same_text
 from lxmert.features.union import ImageFeatures
-from lxmert.tasks.retrieval import RECALL_AT, first_hits, recall_metrics
+from lxmert.evaluation.retrieval import RECALL_AT, first_hits, recall_metrics
 
 from _data_world import FEAT_DIM, make_world
 

@@ -167,6 +167,10 @@ def infer_class_name(state: Mapping[str, Any]) -> str:
     if "classifier" in heads:
         return "LxmertForClassification"
     if "cls" in heads:
+        # the matching head alone is the image-text matching model (retrieval)
+        only_matching = all(k.startswith("cls.seq_relationship.") for k in state if k.startswith("cls."))
+        if only_matching and heads == {"cls"}:
+            return "LxmertForImageTextMatching"
         return "LxmertForPreTraining"
     if "answer_head" in heads:
         return "LxmertForQuestionAnswering"

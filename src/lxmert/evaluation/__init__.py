@@ -28,6 +28,7 @@ from .classification import (
 from .gqa import evaluate_gqa
 from .nlvr2 import evaluate_nlvr2, read_nlvr2_categories
 from .registry import METRICS, Metric, get_metric, load_annotations, score
+from .retrieval import RECALL_AT, first_hits, recall_metrics
 from .submissions import (
     read_gqa_attentions,
     read_nlvr2_predictions,
@@ -84,6 +85,9 @@ __all__ = [
     "read_vizwiz_predictions",
     "roc_auc",
     "score",
+    "RECALL_AT",
+    "first_hits",
+    "recall_metrics",
     "select_choice",
     "soft_scores",
     "subset_accuracy",

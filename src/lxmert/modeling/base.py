@@ -165,7 +165,10 @@ class LxmertPreTrainedModel(nn.Module):
 
 
 def _heads(state: Mapping[str, Any]) -> list[str]:
-    return sorted({k.split(".")[0] for k in state if k.startswith(HEAD_PREFIXES)})
+    """The heads named by `state`'s keys; `cls` by its two parts (`cls.predictions`, the MLM
+    head, and `cls.seq_relationship`, the matching head), which models use separately."""
+    return sorted({".".join(k.split(".")[:2]) if k.startswith("cls.") else k.split(".")[0]
+                   for k in state if k.startswith(HEAD_PREFIXES)})
 
 
 def _stored_config(stored: StoredCheckpoint, canonical: Mapping[str, torch.Tensor],

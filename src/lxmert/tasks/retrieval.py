@@ -36,7 +36,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from lxmert.checkpoint.layouts import canonicalize, infer_class_name
 from lxmert.data.karpathy import CaptionSplit, read_karpathy
 from lxmert.data.retrieval import NEGATIVE_SIDES, RetrievalGallery, RetrievalPairs
 from lxmert.errors import RecipeError
+from lxmert.evaluation.retrieval import RECALL_AT, first_hits, recall_metrics
 from lxmert.modeling import LxmertForImageTextMatching
 from lxmert.modeling.matching import (EncodedImages, EncodedText, attention_scores, cosine_scores,
                                       score_grid)
@@ -61,7 +62,6 @@ __all__ = ["RetrievalOptions", "RetrievalTask", "RECALL_AT", "recall_metrics", "
            "RETRIEVAL_LOSSES", "unwrap_model"]
 
 #: the K of Recall@K
-RECALL_AT = (1, 5, 10)
 FIRST_STAGES = ("attention", "cosine")
 RETRIEVAL_LOSSES = ("binary", "ranking")
 
@@ -142,35 +142,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model.module
         else:
             return model
-
-
-# ---------------------------------------------------------------------------- metrics
-def first_hits(rankings: Sequence[Sequence[Any]], correct: Sequence[Any]) -> np.ndarray:
-    """For each query, the 0-based position of the first correct item in its ranking
-    (`correct[q]` is a set, or a predicate), or -1 when none is ranked."""
-    out = np.full(len(rankings), -1, dtype=np.int64)
-    for q, (ranking, ok) in enumerate(zip(rankings, correct, strict=True)):
-        test = ok if callable(ok) else ok.__contains__
-        for pos, item in enumerate(ranking):
-            if test(item):
-                out[q] = pos
-                break
-    return out
-
-
-def recall_metrics(t2i_hits: np.ndarray, i2t_hits: np.ndarray, suffix: str = "") -> dict[str, float]:
-    """Recall@K (fractions) of both directions from `first_hits`, RSUM (points, max 600)
-    and mean_recall (RSUM / 600)."""
-    out: dict[str, float] = {}
-    for name, hits in (("t2i", t2i_hits), ("i2t", i2t_hits)):
-        if len(hits) == 0:
-            raise ValueError(f"no {name} queries to score")
-        for k in RECALL_AT:
-            out[f"{name}_r{k}{suffix}"] = float(np.mean((hits >= 0) & (hits < k)))
-    rsum = 100.0 * sum(out[f"{n}_r{k}{suffix}"] for n in ("t2i", "i2t") for k in RECALL_AT)
-    out[f"rsum{suffix}"] = rsum
-    out[f"mean_recall{suffix}"] = rsum / (100.0 * 2 * len(RECALL_AT))
-    return out
 
 
 @register_task("retrieval")
