@@ -29,6 +29,7 @@ from lxmert.config import LxmertConfig
 from lxmert.errors import RecipeError
 from lxmert.tasks import get_task, task_names
 from lxmert.training.precision import AMP_CHOICES
+from lxmert.training.sampler import BATCHINGS
 
 __all__ = [
     "Recipe",
@@ -70,6 +71,14 @@ class DataSection:
     absolute). `train_limit` > 0 keeps only the first N training examples (the demo's
     "limited labelled set"); `valid_limit` likewise for validation. `qa_target`: "soft"
     (the release's BCE on soft scores) or "index" (cross-entropy on the best answer).
+
+    `batching`: "length" (the default) groups examples of similar token counts: training
+    steps are drawn from windows of 50 shuffled global batches sorted by length, so that
+    collate pads little (the examples of a step are still a function of (seed, epoch)
+    only, for any number of processes); evaluation and prediction run the split sorted
+    by length in windows and return the outputs in file order. "random": training batches
+    in random order, evaluation in file order (what runs did before length batching).
+    A run resumes only with the batching it started with.
     """
 
     train: list[str] = field(default_factory=lambda: ["train"])
@@ -83,6 +92,7 @@ class DataSection:
     num_workers: int = 0
     train_limit: int = 0
     valid_limit: int = 0
+    batching: str = "length"
 
 
 @dataclass
@@ -182,6 +192,8 @@ class Recipe:
             problems.append(f"train.amp = {self.train.amp!r} (expected {', '.join(AMP_CHOICES)})")
         if self.optim.name.lower() not in ("bertadam", "adamw"):
             problems.append(f"optim.name = {self.optim.name!r} (expected bertadam or adamw)")
+        if self.data.batching not in BATCHINGS:
+            problems.append(f"data.batching = {self.data.batching!r} (expected {' or '.join(BATCHINGS)})")
         if self.data.qa_target not in ("soft", "index"):
             problems.append(f"data.qa_target = {self.data.qa_target!r} (expected soft or index)")
         if self.optim.schedule not in ("warmup_linear", "constant"):
