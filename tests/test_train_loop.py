@@ -32,6 +32,9 @@ class VarLengthQA(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.base.set_epoch(epoch)
 
+    def epoch_lengths(self, epoch: int) -> np.ndarray:
+        return self.lengths  # the per-epoch noise does not change a question's length
+
     def __getitem__(self, i: int):
         ids, feats, pos, label = self.base[i]
         n = int(self.lengths[i]) - 2
@@ -156,3 +159,20 @@ def test_resume_refuses_another_batching(tmp_path):
                                          r"--set data.batching=length"):
         Trainer(_recipe("train.max_steps=6", "data.batching=random"), LengthToy(), tmp_path / "run",
                 resume=True).fit()
+
+
+def test_per_epoch_datasets_without_epoch_lengths_are_batched_at_random(tmp_path, capsys):
+    class OwnLengthsOnly(VarLengthQA):
+        epoch_lengths = None  # as pre-training today: own-sentence .lengths, examples change per epoch
+
+    def padded(toy):
+        return sum(b * w for b, w in toy.shapes if b == 8)
+
+    shapes = {}
+    for name, dataset_class, extra in (("own", OwnLengthsOnly, []), ("random", VarLengthQA, ["data.batching=random"])):
+        toy = LengthToy()
+        toy.train = dataset_class(toy.train.base, seed=5)
+        Trainer(_recipe("train.max_steps=8", *extra), toy, tmp_path / name).fit()
+        shapes[name] = toy.shapes
+    assert shapes["own"] == shapes["random"], "the same random batches"
+    assert "draws the batches of OwnLengthsOnly at random: its examples change with the epoch" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lxmert.errors import RecipeError
 from lxmert.training.recipe import load_recipe
 from lxmert.training.sampler import (GlobalBatchSampler, bucket_by_length, dataset_lengths, eval_batch_order,
-                                     micro_batch_slot)
+                                     micro_batch_slot, random_batching_reason)
 from lxmert.training.task import Limited
 
 
@@ -156,8 +156,39 @@ def test_dataset_lengths_of_limited_sets_and_mismatches():
     assert dataset_lengths(Limited(full, 4)).tolist() == [0, 1, 2, 3]
     assert dataset_lengths([1, 2, 3]) is None  # no .lengths: random batches
     assert dataset_lengths(Limited([1, 2, 3], 2)) is None
-    with pytest.raises(ValueError, match=r"_Sized.lengths has shape \(5,\), expected \(6,\)"):
+    with pytest.raises(ValueError, match=r"_Sized lengths have shape \(5,\), expected \(6,\)"):
         dataset_lengths(_Sized(np.arange(5)))
+
+
+class _PerEpoch(_Sized):
+    """Examples that change with the epoch (as pre-training's mismatched sentences)."""
+
+    def set_epoch(self, epoch):
+        pass
+
+
+class _PerEpochWithLengths(_PerEpoch):
+    def epoch_lengths(self, epoch):
+        return self.lengths + epoch
+
+
+def test_datasets_that_change_per_epoch_need_epoch_lengths():
+    own = np.arange(6)
+    # training: `.lengths` (own sentences) is not what the examples carry: random batches
+    assert dataset_lengths(_PerEpoch(own), epoch=0) is None
+    assert "epoch_lengths" in random_batching_reason(_PerEpoch(own))
+    assert dataset_lengths(_PerEpochWithLengths(own), epoch=2).tolist() == [2, 3, 4, 5, 6, 7]
+    assert random_batching_reason(_PerEpochWithLengths(own)) is None
+    assert dataset_lengths(_PerEpoch(own)).tolist() == own.tolist()  # evaluation sorts by .lengths
+    assert dataset_lengths(_Sized(own), epoch=3).tolist() == own.tolist()
+    assert "no .lengths" in random_batching_reason([1, 2])
+
+    class Full(_PerEpochWithLengths):
+        def __len__(self):
+            return len(self.lengths)
+
+    assert dataset_lengths(Limited(Full(np.arange(10)), 4), epoch=1).tolist() == [1, 2, 3, 4]
+    assert random_batching_reason(Limited(_PerEpoch(own), 4)) is not None
 
 
 @pytest.mark.parametrize("value", ["sorted", "", "Length"])

@@ -30,7 +30,7 @@ from torch.utils.data import Sampler
 from lxmert.training.rng import mix_seed
 
 __all__ = ["GlobalBatchSampler", "BATCHINGS", "WINDOW_BATCHES", "EVAL_WINDOW_BATCHES", "bucket_by_length",
-           "dataset_lengths", "eval_batch_order", "micro_batch_slot"]
+           "dataset_lengths", "random_batching_reason", "eval_batch_order", "micro_batch_slot"]
 
 #: values of the recipe's `data.batching`
 BATCHINGS = ("length", "random")
@@ -65,20 +65,41 @@ def bucket_by_length(order: Sequence[int] | np.ndarray, lengths: np.ndarray, bat
     return batches
 
 
-def dataset_lengths(dataset: Any) -> np.ndarray | None:
-    """The token count of each example (`dataset.lengths`), or None when the dataset has none.
+def random_batching_reason(dataset: Any) -> str | None:
+    """Why training cannot batch `dataset` by length (see `dataset_lengths`), or None."""
+    if hasattr(dataset, "set_epoch"):
+        if getattr(dataset, "epoch_lengths", None) is None:
+            return "its examples change with the epoch (set_epoch) and it gives no epoch_lengths(epoch)"
+        return None
+    if getattr(dataset, "lengths", None) is None:
+        return "it has no .lengths"
+    return None
 
-    Pre-training counts each example's own sentence: in an epoch where an example carries
-    a mismatched sentence (the matching objective's negatives, decided per (seed, epoch,
-    index) inside the dataset) its length is another example's. The sampler does not see
-    that choice, so those examples land in batches by a length they do not have.
+
+def dataset_lengths(dataset: Any, epoch: int | None = None) -> np.ndarray | None:
+    """The token count of each example, for length-aware batching; None: batch at random.
+
+    A dataset whose examples change with the epoch (it has `set_epoch`: pre-training draws
+    its masks and mismatched sentences per (seed, epoch, index)) is bucketed by
+    `epoch_lengths(epoch)`, the lengths its examples have in that epoch; without that
+    method, at random (None), because `.lengths` - each example's own sentence - is not
+    what a mismatched example carries. Bucketing by it would also leak the matching label
+    inside a step: the matched examples of a bucketed batch all have the bucket's length,
+    the mismatched ones other lengths, a cue that changes from step to step and slowed
+    the demo's matching stage (docs/training.md). Other datasets are bucketed by `.lengths`;
+    without it, at random. Evaluation passes no epoch and uses `.lengths`.
     """
-    lengths = getattr(dataset, "lengths", None)
+    if epoch is not None and random_batching_reason(dataset) is not None:
+        return None
+    if epoch is not None and hasattr(dataset, "set_epoch"):
+        lengths = dataset.epoch_lengths(epoch)
+    else:
+        lengths = getattr(dataset, "lengths", None)
     if lengths is None:
         return None
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or len(lengths) != len(dataset):
-        raise ValueError(f"{type(dataset).__name__}.lengths has shape {lengths.shape}, expected "
+        raise ValueError(f"{type(dataset).__name__} lengths have shape {lengths.shape}, expected "
                          f"({len(dataset)},): one length per example")
     return lengths.astype(np.int64, copy=False)
 

@@ -102,7 +102,10 @@ class Limited(Dataset):
     def __getattr__(self, name: str) -> Any:  # set_epoch, collate, raw ... of the full set
         if name == "dataset":
             raise AttributeError(name)
-        return getattr(self.dataset, name)
+        value = getattr(self.dataset, name)
+        if name == "epoch_lengths":  # the kept examples' lengths in an epoch
+            return lambda epoch: np.asarray(value(epoch))[: self.n]
+        return value
 
 
 @dataclass

@@ -63,7 +63,7 @@ from lxmert.training.optim import build_optimizer, build_scheduler
 from lxmert.training.precision import autocast, check_amp
 from lxmert.training.recipe import Recipe
 from lxmert.training.rng import capture_rng, mix_seed, preserved_rng, restore_rng
-from lxmert.training.sampler import GlobalBatchSampler, dataset_lengths
+from lxmert.training.sampler import GlobalBatchSampler, dataset_lengths, random_batching_reason
 from lxmert.training.task import Task
 
 __all__ = ["Trainer", "FitResult", "RunInterrupted", "RunDirectoryError", "NonFiniteLossError"]
@@ -237,10 +237,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" and info.device.type == "cuda" else None
         self.state = TrainerState(extra={"global_batch": batch, "total_steps": self.total,
                                          "batching": r.data.batching})
-        self.lengths = dataset_lengths(self.dataset) if r.data.batching == "length" else None
-        if r.data.batching == "length" and self.lengths is None:
-            self.log(f"note: {type(self.dataset).__name__} has no .lengths; data.batching = \"length\" batches "
-                     f"it in random order")
+        why = random_batching_reason(self.dataset) if r.data.batching == "length" else None
+        if why is not None:
+            inner = getattr(self.dataset, "dataset", self.dataset)
+            self.log(f"note: data.batching = \"length\" draws the batches of {type(inner).__name__} at random: {why}")
         self.resumed_from = self._resume(model) if self.resume else None
         if self.resumed_from is None:
             if self.resume:
@@ -459,8 +459,9 @@ class Trainer:
                 epoch = state.epoch
                 if hasattr(self.dataset, "set_epoch"):
                     self.dataset.set_epoch(epoch)
+                lengths = dataset_lengths(self.dataset, epoch) if r.data.batching == "length" else None
                 sampler = GlobalBatchSampler(len(self.dataset), batch, t.seed, epoch, info.rank, world, accum,  # type: ignore[arg-type]
-                                             start_step=state.batch_in_epoch, lengths=self.lengths)
+                                             start_step=state.batch_in_epoch, lengths=lengths)
                 loader_gen.manual_seed(mix_seed(t.seed, epoch, 0xD1CE))
                 loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.task.collate,
                                     num_workers=r.data.num_workers, generator=loader_gen,
