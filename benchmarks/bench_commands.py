@@ -2,30 +2,32 @@
 
 On a generated corpus whose sentences have the real corpora's lengths
 (`common.real_length_corpus`: 36 boxes x 2048-d features per image, pre-training text in the
-release's source proportions), in one process, alternating the two sides each round (the
-order flips every round):
+release's source proportions), in one process:
 
 - pretrain: `Trainer` steps of the lxr955 recipe, i.e. what `lxmert pretrain --config
-  lxr955-pretrain --max-steps N` runs (`lxmert.api.train` = `make_task` + `Trainer.fit`;
-  here with a hook that only records the batches' shapes), at B=32 on CPU. Seconds per step
-  come from the loop's own metrics.jsonl (data loading included). Against: transformers'
-  `LxmertForPreTraining` from the same initial weights, the same dataset's examples with
-  the same objectives (lxr955 adds QA at epoch 10, so none in these steps), shuffled
-  batches padded to 20 (its demo), torch's AdamW (default settings), the same clipping and
-  warm-up schedule.
+  lxr955-pretrain --max-steps N` runs (`lxmert.api.train` = `make_task` + `Trainer.fit`),
+  at B=32 on CPU, interleaved step by step with the transformers loop: a hook runs, before
+  each of lxmert's steps, one step of transformers' `LxmertForPreTraining` (from the same
+  initial weights; the same dataset's examples with the same objectives - lxr955 adds QA
+  at epoch 10, so none in these steps; shuffled batches padded to 20 as its demo; torch's
+  AdamW with default settings; the same clipping and warm-up schedule) and a GEMM probe,
+  each timed apart. lxmert's step is the loop's own time (metrics.jsonl, data loading
+  included) minus those two. Interleaving steps, not runs, is what makes the ratio
+  stable on a machine whose speed other jobs change from one minute to the next.
 - evaluate / predict: `lxmert.api.evaluate` / `lxmert.api.predict` on a full-size VQA
   checkpoint (3129 answers), whole calls timed (loading the checkpoint and the split,
   batching, forward, the official metric / the test-server file). Against: transformers'
   `LxmertForQuestionAnswering` loaded from an HF-format copy of the same weights, the same
   dataset in file order padded to 20, under `inference_mode`, arg-max, the same metric /
-  writer.
+  writer. The two sides alternate call by call for `--rounds` rounds (order flipped each
+  round); the figure is the median of the rounds' ratios.
 
 The training step's model FLOP/s (GEMMs and attention products of the shapes fed, MLM and
-feature regression at masked rows only, 3x forward) is divided by a large-GEMM probe of the
-same process. `--profile` adds a `torch.profiler` table of lxmert's training steps (through
+feature regression at masked rows only, 3x forward) is divided by the large-GEMM probe run
+next to that step (median over the steps). `--profile` adds a `torch.profiler` table of lxmert's training steps (through
 the same loop) grouped by what the time goes to.
 
-Run:  python benchmarks/bench_commands.py [--rounds 2] [--steps 10] [--json OUT]
+Run:  python benchmarks/bench_commands.py [--rounds 3] [--steps 12] [--json OUT]
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (StepRecorder, configure_threads, format_table, gemm_rate, hf_model_from_ours,  # noqa: E402
                     machine_info, real_length_corpus, step_flops, step_seconds, write_json)
+
+from lxmert.training.hooks import TrainerHook  # noqa: E402
 
 FIGURES = ("pretrain", "evaluate", "predict")
 #: what the quick run shrinks the model to (a check that everything runs, not a figure)
@@ -89,59 +93,71 @@ def shapes_of(inputs: dict[str, Any]) -> dict[str, Any]:
     return recorder.micro[0]
 
 
-def run_lxmert_pretrain(corpus: Path, recipe, work: Path, skip: int) -> dict[str, Any]:
-    """`Trainer.fit` as `lxmert.api.train` runs it; per-step seconds from its metrics."""
+class PeerSteps(TrainerHook):
+    """Interleaves the transformers loop with the real one, step by step: before each of
+    lxmert's micro-steps it runs one transformers training step and a GEMM probe, timed
+    apart, so that both sides (and the probe) meet the same neighbours on a shared machine.
+    It returns None: the loop then runs its own step, which the metrics time (minus these)."""
+
+    def __init__(self, task, recipe, seed: int) -> None:
+        self.task, self.recipe, self.seed = task, recipe, seed
+        self.seconds: list[float] = []
+        self.probe_seconds: list[float] = []
+        self.probe_rates: list[float] = []
+        self.micro: list[dict[str, Any]] = []
+
+    def on_setup(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        import transformers
+        from torch.utils.data import DataLoader
+
+        self.model = hf_model_from_ours(model, "LxmertForPreTraining").train()  # the same initial weights
+        dataset = self.task.train_dataset()
+        loader = DataLoader(dataset, batch_size=self.recipe.train.batch_size, shuffle=True, drop_last=True,
+                            collate_fn=self.task.collate, generator=torch.Generator().manual_seed(self.seed))
+        self.batches = iter(loader)
+        o, steps = self.recipe.optim, self.recipe.train.max_steps
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                           weight_decay=o.weight_decay)  # torch's default implementation
+        self.schedule = transformers.get_linear_schedule_with_warmup(self.optimizer, int(o.warmup * steps), steps)
+
+    def micro_step(self, model, inputs, loss_fn, **kwargs) -> None:
+        start = time.perf_counter()
+        peer = pad_text(self.task.targets(next(self.batches).inputs, 0))  # lxr955: no QA before epoch 10
+        loss = self.model(**peer).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.optim.max_grad_norm)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.seconds.append(time.perf_counter() - start)
+        if not math.isfinite(float(loss.detach())):
+            raise RuntimeError(f"transformers loss is {float(loss.detach())}")
+        self.micro.append(shapes_of(peer))
+        start = time.perf_counter()
+        self.probe_rates.append(gemm_rate(reps=1))
+        self.probe_seconds.append(time.perf_counter() - start)
+        return None
+
+
+def run_pretrain_pair(corpus: Path, recipe, work: Path, skip: int, seed: int) -> dict[str, Any]:
+    """`Trainer.fit` as `lxmert.api.train` runs it (+ the recording and peer hooks); lxmert's
+    per-step seconds from its metrics.jsonl minus the peer's step and the probe."""
     from lxmert.api import make_task
     from lxmert.training.trainer import Trainer
 
     out = work / "lxmert-run"
     shutil.rmtree(out, ignore_errors=True)
     recorder = StepRecorder()
-    started = time.perf_counter()
-    Trainer(recipe, make_task(recipe, corpus), out, hooks=[recorder]).fit()
-    wall = time.perf_counter() - started
-    seconds = step_seconds(out, recipe.train.batch_size)
-    shutil.rmtree(out, ignore_errors=True)
-    return {"seconds": seconds[skip:], "wall_s": wall, "micro": recorder.micro[skip:],
-            "config": recorder.config.to_dict() if hasattr(recorder.config, "to_dict") else None,
-            "padding": recorder.summary(skip)}
-
-
-def run_transformers_pretrain(corpus: Path, recipe, skip: int, seed: int) -> dict[str, Any]:
-    """The transformers loop: same initial weights, data, objectives, schedule; padded to 20."""
-    import transformers
-    from torch.utils.data import DataLoader
-
-    from lxmert.api import make_task
-
     task = make_task(recipe, corpus)
-    torch.manual_seed(recipe.train.seed % 2**32)  # the Trainer's initialisation
-    ours = task.build_model()
-    model = hf_model_from_ours(ours, "LxmertForPreTraining").train()
-    del ours
-    dataset = task.train_dataset()
-    dataset.set_epoch(0)
-    loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=True, drop_last=True,
-                        collate_fn=task.collate, generator=torch.Generator().manual_seed(seed))
-    o, steps = recipe.optim, recipe.train.max_steps
-    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
-                                  weight_decay=o.weight_decay)
-    schedule = transformers.get_linear_schedule_with_warmup(optimizer, int(o.warmup * steps), steps)
-    seconds, micro, batches = [], [], iter(loader)
-    for _ in range(steps):
-        start = time.perf_counter()
-        inputs = pad_text(task.targets(next(batches).inputs, 0))
-        loss = model(**inputs).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), o.max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        seconds.append(time.perf_counter() - start)
-        micro.append(shapes_of(inputs))
-        if not math.isfinite(float(loss.detach())):
-            raise RuntimeError(f"transformers loss is {float(loss.detach())}")
-    return {"seconds": seconds[skip:], "micro": micro[skip:]}
+    peer = PeerSteps(task, recipe, seed)
+    Trainer(recipe, task, out, hooks=[peer, recorder]).fit()
+    logged = step_seconds(out, recipe.train.batch_size)
+    shutil.rmtree(out, ignore_errors=True)
+    ours = [t - p - g for t, p, g in zip(logged, peer.seconds, peer.probe_seconds)]
+    config = recorder.config
+    return {"lxmert": {"seconds": ours[skip:], "micro": recorder.micro[skip:], "padding": recorder.summary(skip)},
+            "transformers": {"seconds": peer.seconds[skip:], "micro": peer.micro[skip:]},
+            "gemm_probe_per_step": peer.probe_rates[skip:], "config": config}
 
 
 def qa_checkpoint(work: Path, model_sets: list[str], seed: int, feat_dim: int) -> tuple[Path, Path]:
@@ -259,14 +275,14 @@ def profile_steps(corpus: Path, recipe, steps: int) -> dict[str, Any]:
             "top_ops": [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in top]}
 
 
-def run(quick: bool = False, rounds: int = 2, steps: int | None = None, batch_size: int | None = None,
+def run(quick: bool = False, rounds: int = 3, steps: int | None = None, batch_size: int | None = None,
         figures: tuple[str, ...] = FIGURES, amp: str = "none", threads: int | None = None,
         corpus_dir: str | None = None, profile: bool = False, progress: bool = True,
-        reps: int | None = None) -> dict[str, Any]:
+        reps: int | None = None, pretrain_rounds: int = 1) -> dict[str, Any]:
     """Measure and return a JSON-ready dict (`reps` is an alias of `rounds` for `lxmert bench`)."""
     configure_threads(threads)
     rounds = reps or rounds
-    steps = steps or (3 if quick else 10)
+    steps = steps or (3 if quick else 12)
     batch_size = batch_size or (8 if quick else 32)
     skip = 1 if quick else 2  # the first steps allocate and warm the kernels
     model_sets = QUICK_MODEL if quick else []
@@ -286,14 +302,11 @@ def run(quick: bool = False, rounds: int = 2, steps: int | None = None, batch_si
         recipe = pretrain_recipe(batch_size, steps, [*model_sets, *amp_sets])
         if "pretrain" in figures:
             result["pretrain"] = []
-            for r in range(rounds):
-                sides = ["lxmert", "transformers"] if r % 2 == 0 else ["transformers", "lxmert"]
-                got: dict[str, Any] = {"load_avg_1m": os.getloadavg()[0]}
-                for side in sides:
-                    log(f"pretrain round {r + 1}/{rounds}: {side} ({steps} steps of {batch_size})", flush=True)
-                    got[side] = (run_lxmert_pretrain(corpus, recipe, work, skip) if side == "lxmert"
-                                 else run_transformers_pretrain(corpus, recipe, skip, seed=r))
-                result["pretrain"].append(_training_figure(got, recipe, batch_size))
+            for r in range(pretrain_rounds):
+                log(f"pretrain round {r + 1}/{pretrain_rounds}: {steps} interleaved steps of {batch_size} "
+                    f"(lxmert's Trainer, a transformers step and a GEMM probe before each)", flush=True)
+                got = {"load_avg_1m": os.getloadavg()[0], **run_pretrain_pair(corpus, recipe, work, skip, seed=r)}
+                result["pretrain"].append(_training_figure(got, batch_size))
                 result["gemm_probes"].append(gemm_rate())
         if "evaluate" in figures or "predict" in figures:
             checkpoint, hf_dir = qa_checkpoint(work, model_sets, seed=0, feat_dim=feat_dim)
@@ -316,34 +329,37 @@ def run(quick: bool = False, rounds: int = 2, steps: int | None = None, batch_si
                         got[side]["samples_per_s"] = n / got[side]["seconds"]
                     got["ratio"] = got["lxmert"]["samples_per_s"] / got["transformers"]["samples_per_s"]
                     result[kind].append(got)
+                result[f"{kind}_median_ratio"] = statistics.median(g["ratio"] for g in result[kind])
         if profile:
             log("profile: lxmert training steps under torch.profiler", flush=True)
             result["profile"] = profile_steps(corpus, pretrain_recipe(batch_size, steps + 2, [*model_sets, *amp_sets]),
                                               steps + 2)
         result["gemm_flops"] = statistics.median(result["gemm_probes"])
         for got in result.get("pretrain", []):
-            got["lxmert"]["gemm_fraction"] = got["lxmert"]["model_flops_per_s"] / result["gemm_flops"]
-            got["transformers"]["gemm_fraction"] = got["transformers"]["model_flops_per_s"] / result["gemm_flops"]
+            for side in ("lxmert", "transformers"):
+                got[side]["gemm_fraction"] = got[side]["gemm_fraction_per_step"]
         result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     return result
 
 
-def _training_figure(got: dict[str, Any], recipe, batch_size: int) -> dict[str, Any]:
-    from lxmert import LxmertConfig
-
-    config = LxmertConfig(**{k: v for k, v in got["lxmert"].pop("config").items()
-                             if k in LxmertConfig.__dataclass_fields__})
+def _training_figure(got: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    config = got.pop("config")
+    probes = got.pop("gemm_probe_per_step")
     for side in ("lxmert", "transformers"):
         fig = got[side]
         total = sum(fig["seconds"])
         fig["samples_per_s"] = batch_size * len(fig["seconds"]) / total
         fig["median_step_s"] = statistics.median(fig["seconds"])
-        flops = sum(useful_flops(config, m) for m in fig["micro"])
-        fig["model_flops_per_s"] = flops / total
+        flops = [useful_flops(config, m) for m in fig["micro"]]
+        fig["model_flops_per_s"] = sum(flops) / total
+        # each step against the probe run next to it: robust to the machine's rate moving
+        fig["gemm_fraction_per_step"] = statistics.median(f / t / g for f, t, g in zip(flops, fig["seconds"], probes))
         fig["mean_width"] = statistics.fmean(m["width"] for m in fig["micro"])
         fig["mean_tokens"] = statistics.fmean(m["tokens"] / m["batch"] for m in fig["micro"])
         del fig["micro"]
+    got["gemm_probe_median"] = statistics.median(probes)
     got["ratio"] = got["lxmert"]["samples_per_s"] / got["transformers"]["samples_per_s"]
+    got["ratio_of_median_steps"] = got["transformers"]["median_step_s"] / got["lxmert"]["median_step_s"]
     return got
 
 
@@ -356,8 +372,10 @@ def report(result: dict[str, Any]) -> str:
             frac = got["lxmert"].get("gemm_fraction", math.nan)
             width = (f"{got['lxmert']['mean_width']:.1f} vs {got['transformers']['mean_width']:.0f}"
                      if "mean_width" in got["lxmert"] else "-")
+            ratio = (f"{got['ratio']:.2f} (medians {got['ratio_of_median_steps']:.2f})"
+                     if "ratio_of_median_steps" in got else got["ratio"])
             rows.append([f"{label}, round {r + 1}", got["lxmert"]["samples_per_s"],
-                         got["transformers"]["samples_per_s"], got["ratio"], frac, width, got["load_avg_1m"]])
+                         got["transformers"]["samples_per_s"], ratio, frac, width, got["load_avg_1m"]])
     m = result["machine"]
     head = (f"real entry points vs transformers on {m['cpu']} ({m['torch_threads']} threads), B={result['batch_size']}, "
             f"amp {result['amp']}; corpus: {result['corpus']['mean_ids_pretraining']:.1f} ids per pre-training "
@@ -365,7 +383,9 @@ def report(result: dict[str, Any]) -> str:
             f"{m['load_avg_1m_end']:.1f}" + (" (QUICK: tiny model, not a figure)" if result["quick"] else ""))
     table = format_table(rows, ["figure", "lxmert samples/s", "transformers samples/s", "ratio",
                                 "lxmert FLOP/s / GEMM", "text ids padded (lxmert vs transformers)", "load"])
-    out = head + "\n" + table
+    medians = [f"{kind} {result[f'{kind}_median_ratio']:.2f}x" for kind in ("evaluate", "predict")
+               if f"{kind}_median_ratio" in result]
+    out = head + "\n" + table + (f"\nmedian ratio over the rounds: {', '.join(medians)}" if medians else "")
     if "profile" in result:
         p = result["profile"]
         lines = [f"\nprofile of {p['steps']} lxmert training steps ({p['total_self_cpu_s']:.1f} s self CPU):"]
@@ -379,8 +399,9 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, few steps: checks that it runs")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per figure (default 2)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per side and round (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating evaluate / predict rounds (default 3)")
+    parser.add_argument("--pretrain-rounds", type=int, default=1, help="interleaved training runs (default 1)")
+    parser.add_argument("--steps", type=int, default=None, help="interleaved training steps per run (default 12)")
     parser.add_argument("--batch-size", type=int, default=None, help="training batch (default 32)")
     parser.add_argument("--figures", default=",".join(FIGURES), help=f"comma list of: {', '.join(FIGURES)}")
     parser.add_argument("--amp", default="none", choices=("none", "bf16"),
@@ -394,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(figures) - set(FIGURES))
     if unknown:
         parser.error(f"--figures: unknown {unknown}; choose from {list(FIGURES)}")
-    result = run(quick=args.quick, rounds=args.rounds, steps=args.steps, batch_size=args.batch_size,
+    result = run(quick=args.quick, rounds=args.rounds, pretrain_rounds=args.pretrain_rounds, steps=args.steps,
+                 batch_size=args.batch_size,
                  figures=figures, amp=args.amp, threads=args.threads, corpus_dir=args.corpus,
                  profile=args.profile)
     print(report(result))

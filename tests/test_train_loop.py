@@ -106,11 +106,15 @@ def test_trains_and_keeps_best(tmp_path):
     assert saved["optim"]["lr"] == 1e-3
 
 
-@pytest.mark.parametrize("adapter, batching", [(ToyAdapter, "random"), (LengthToy, "length")])
-def test_resume_is_bit_exact_in_process(tmp_path, adapter, batching):
-    steps = ["train.save_every=3", "train.grad_accum=2", f"data.batching={batching}"]
+@pytest.mark.parametrize("adapter, batching, extra", [
+    (ToyAdapter, "random", ["train.epochs=4"]),
+    # one epoch of 32 steps: bucketing windows of 2 batches, the batches reshuffled
+    (lambda **kw: LengthToy(n_train=256, **kw), "length", ["train.epochs=1"]),
+])
+def test_resume_is_bit_exact_in_process(tmp_path, adapter, batching, extra):
+    steps = ["train.save_every=3", "train.grad_accum=2", f"data.batching={batching}", *extra]
     full = Trainer(_recipe(*steps), adapter(), tmp_path / "full").fit()
-    # Crash during update 8 (2 micro-batches per update; mid-epoch 0 of 8 steps), then resume
+    # Crash during update 8 (2 micro-batches per update; mid-epoch 0), then resume
     # from the step-6 checkpoint: the run must end exactly where the uninterrupted one did.
     with pytest.raises(KeyboardInterrupt):
         Trainer(_recipe(*steps), adapter(crash_at=15), tmp_path / "cut").fit()
@@ -140,16 +144,16 @@ def test_batch_must_split_over_accumulation(tmp_path):
 def test_length_batching_is_the_default_and_pads_less(tmp_path):
     padded = {}
     for batching in ("length", "random"):
-        toy = LengthToy(n_train=256)
+        toy = LengthToy(n_train=1024)  # 128 steps per epoch: windows of 8 batches
         extra = [] if batching == "length" else ["data.batching=random"]
-        result = Trainer(_recipe("train.epochs=2", *extra), toy, tmp_path / batching).fit()
-        assert result.steps == 64 and result.best_metric > 0.4  # it learns either way (chance 0.25)
+        result = Trainer(_recipe("train.epochs=1", *extra), toy, tmp_path / batching).fit()
+        assert result.steps == 128 and result.best_metric > 0.4  # it learns either way (chance 0.25)
         saved = json.loads((tmp_path / batching / "recipe.json").read_text())
         assert saved["data"]["batching"] == batching
         shapes = [s for s in toy.shapes if s[0] == 8]  # the validation set is collated in one batch of 64
-        assert len(shapes) == 64
+        assert len(shapes) == 128
         padded[batching] = sum(b * w for b, w in shapes)
-    real = 2 * int(LengthToy(n_train=256).train.lengths.sum())
+    real = int(LengthToy(n_train=1024).train.lengths.sum())
     assert padded["length"] < 1.1 * real < 0.8 * padded["random"], (padded, real)
 
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from lxmert.errors import RecipeError
 from lxmert.training.recipe import load_recipe
-from lxmert.training.sampler import (GlobalBatchSampler, bucket_by_length, dataset_lengths, eval_batch_order,
-                                     micro_batch_slot, random_batching_reason)
+from lxmert.training.sampler import (WINDOW_BATCHES, GlobalBatchSampler, bucket_by_length, dataset_lengths,
+                                     eval_batch_order, micro_batch_slot, random_batching_reason, training_window)
 from lxmert.training.task import Limited
 
 
@@ -79,13 +79,13 @@ def _padded(batches, lengths):
 
 def test_length_batching_pads_little_also_within_a_step():
     lengths = np.random.default_rng(0).integers(3, 21, size=4000)
-    bucketed = list(GlobalBatchSampler(4000, 64, 7, 0, lengths=lengths))
+    bucketed = list(GlobalBatchSampler(4000, 64, 7, 0, lengths=lengths, window_batches=50))
     shuffled = list(GlobalBatchSampler(4000, 64, 7, 0))
     real = sum(lengths[b].sum() for b in bucketed)
     assert _padded(bucketed, lengths) < 1.1 * real, "little padding left"
     assert _padded(shuffled, lengths) > 1.5 * real
     # split over 2 ranks x 2 micro-batches: each micro-batch is a slice of the sorted step
-    micro = [list(GlobalBatchSampler(4000, 64, 7, 0, r, 2, 2, lengths=lengths)) for r in (0, 1)]
+    micro = [list(GlobalBatchSampler(4000, 64, 7, 0, r, 2, 2, lengths=lengths, window_batches=50)) for r in (0, 1)]
     flat = [m for r in micro for m in r]
     assert _padded(flat, lengths) <= _padded(bucketed, lengths)
     for step in range(len(bucketed)):
@@ -96,6 +96,22 @@ def test_length_batching_pads_little_also_within_a_step():
     # the batch order is shuffled: long and short steps alternate instead of running in a sorted sweep
     longest = [lengths[b].max() for b in bucketed]
     assert longest != sorted(longest) and longest != sorted(longest, reverse=True)
+
+
+def test_small_epochs_get_small_windows_down_to_random_batches():
+    assert training_window(100_000) == WINDOW_BATCHES
+    assert training_window(16 * 7) == 7
+    assert training_window(6) == 1  # the demo's 200-question fine-tuning
+    lengths = np.random.default_rng(3).integers(3, 21, size=192)
+    random = list(GlobalBatchSampler(192, 32, 5, 1))
+    one = list(GlobalBatchSampler(192, 32, 5, 1, lengths=lengths))  # 6 steps: a one-batch window
+    assert one == random, "one process: exactly the random batches"
+    two = [list(GlobalBatchSampler(192, 32, 5, 1, r, 2, lengths=lengths)) for r in (0, 1)]
+    for step, batch in enumerate(random):  # two ranks: the same batches, cut into length-sorted slices
+        assert sorted(two[0][step] + two[1][step]) == sorted(batch)
+        assert lengths[two[0][step]].max() <= lengths[two[1][step]].min()
+    big = np.random.default_rng(3).integers(3, 21, size=32 * 16 * 4)
+    assert GlobalBatchSampler(len(big), 32, 5, 1, lengths=big).window_batches == 4
 
 
 def test_ranks_share_long_and_short_slices():

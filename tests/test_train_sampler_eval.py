@@ -92,3 +92,48 @@ def test_sorted_batches_pad_less_and_outputs_come_back_in_file_order(trained):
     # the logits agree to float rounding (other shapes may round differently), the answers exactly
     torch.testing.assert_close(runs["length"][2], runs["random"][2], rtol=1e-5, atol=1e-5)
     assert torch.equal(runs["length"][2].argmax(-1), runs["random"][2].argmax(-1))
+
+
+def test_outputs_restore_file_order_of_every_per_example_field(trained):
+    """`Task.outputs` with length sorting: ids, per-example rows and (zero-padded) sequence
+    outputs come back in file order; batch-level values are dropped; the loss meter sees
+    every example once."""
+    from dataclasses import dataclass
+
+    from lxmert.api import make_task
+    from lxmert.training.recipe import load_recipe
+    from lxmert.training.task import LossMeter
+
+    @dataclass
+    class Out:
+        loss: torch.Tensor
+        score: torch.Tensor
+        sequence: torch.Tensor
+        layers: tuple
+
+    def model(input_ids, attention_mask, **kw):
+        ids = (input_ids * attention_mask).float()
+        return Out(loss=ids.sum() / len(ids), score=ids.sum(1, keepdim=True), sequence=ids,
+                   layers=(ids[:, :1], ids * 2))
+
+    world, _ = trained
+    task = make_task(load_recipe("demo-vqa", ["data.eval_batch_size=8"]), world)
+    dataset = task.make_dataset("test", train=False)
+    assert task.eval_lengths(dataset) is not None
+    meter = LossMeter()
+    pairs = list(task.outputs(model, dataset, torch.device("cpu"), meter))
+    ids = [q for batch, _ in pairs for q in batch.meta["question_id"]]
+    assert ids == dataset.question_ids
+    assert [b.size for b, _ in pairs] == [min(8, len(dataset) - i) for i in range(0, len(dataset), 8)]
+    position = 0
+    for batch, out in pairs:
+        assert out.loss is None and batch.inputs == {}
+        for row in range(batch.size):
+            own = torch.as_tensor(dataset[position]["input_ids"]).float()
+            assert float(out.score[row, 0]) == float(own.sum())
+            seq = out.sequence[row]
+            assert torch.equal(seq[:len(own)], own) and not seq[len(own):].any()  # zeros past its own length
+            assert torch.equal(out.layers[1][row][:len(own)], 2 * own)
+            position += 1
+    expected = sum(float(torch.as_tensor(dataset[i]["input_ids"]).sum()) for i in range(len(dataset)))
+    assert meter.mean == pytest.approx(expected / len(dataset))

@@ -7,7 +7,8 @@ steps it has done without loading them.
 Length-aware batching (`data.batching = "length"`, the default) is the one bucketing
 implementation of the package: `bucket_by_length` sorts windows of consecutive positions
 by length and cuts them into batches. Training applies it to the epoch's shuffled order
-(windows of `WINDOW_BATCHES` global batches, then the batches are shuffled again), so the
+(windows of `WINDOW_BATCHES` global batches, fewer in small epochs: `training_window`; then
+the batches are shuffled again), so the
 examples of a step have similar lengths and collate pads them little, while which examples
 meet in a step stays random from epoch to epoch. Evaluation applies it to the split in
 file order (`eval_batch_order`) and puts the outputs back in file order afterwards.
@@ -29,7 +30,8 @@ from torch.utils.data import Sampler
 
 from lxmert.training.rng import mix_seed
 
-__all__ = ["GlobalBatchSampler", "BATCHINGS", "WINDOW_BATCHES", "EVAL_WINDOW_BATCHES", "bucket_by_length",
+__all__ = ["GlobalBatchSampler", "BATCHINGS", "WINDOW_BATCHES", "MIN_WINDOWS_PER_EPOCH", "EVAL_WINDOW_BATCHES",
+           "bucket_by_length", "training_window",
            "dataset_lengths", "random_batching_reason", "eval_batch_order", "micro_batch_slot"]
 
 #: values of the recipe's `data.batching`
@@ -38,6 +40,10 @@ BATCHINGS = ("length", "random")
 #: megabatches): large enough that every length fills whole batches, small enough that a
 #: window is a random sample of the epoch
 WINDOW_BATCHES = 50
+#: an epoch holds at least this many windows; smaller epochs get smaller windows, down to
+#: one batch (random batches, only the slices of a batch sorted): with a window as large
+#: as the epoch, the same examples of one length would meet in the same steps every epoch
+MIN_WINDOWS_PER_EPOCH = 16
 #: evaluation batches per window sorted by length: the outputs of one window are held
 #: until it is put back in file order, so it is kept smaller than training's
 EVAL_WINDOW_BATCHES = 16
@@ -104,6 +110,20 @@ def dataset_lengths(dataset: Any, epoch: int | None = None) -> np.ndarray | None
     return lengths.astype(np.int64, copy=False)
 
 
+def training_window(steps_per_epoch: int) -> int:
+    """Global batches per bucketing window for an epoch of `steps_per_epoch` steps:
+    `WINDOW_BATCHES`, or fewer so that the epoch holds `MIN_WINDOWS_PER_EPOCH` windows.
+
+    Why the floor: a window as large as the epoch sorts the whole training set, so the
+    same examples of one length would meet in the same steps every epoch and a step would
+    often be one kind of example (in the demo's generated world a question's length is
+    its template); on the demo's 200-question fine-tuning that cost accuracy, measured in
+    docs/training.md. Real fine-tuning sets have thousands of steps per epoch and get the
+    full window.
+    """
+    return max(1, min(WINDOW_BATCHES, steps_per_epoch // MIN_WINDOWS_PER_EPOCH))
+
+
 def micro_batch_slot(rank: int, accum_step: int, world_size: int) -> int:
     """Which of the `world_size * grad_accum` consecutive slices of a global batch rank
     `rank` trains at accumulation step `accum_step`.
@@ -124,11 +144,13 @@ class GlobalBatchSampler(Sampler[list[int]]):
     incomplete last global batch of it is dropped (every rank must do the same number of
     steps). Global step t is then the t-th batch of B positions: with `lengths` (length-
     aware batching) the batches come from `bucket_by_length` over windows of
-    `window_batches` batches and are shuffled by a second generator of (seed, epoch);
-    without, they are consecutive slices of the order. A global batch is cut into
-    `world_size * grad_accum` consecutive slices (sorted by length when bucketed) and rank r
-    trains slice `micro_batch_slot(r, a, world_size)` at accumulation step a. `start_step`
-    skips the steps a resumed run has already done without loading them.
+    `window_batches` batches (default `training_window(steps)`) and, with windows of more
+    than one batch, are shuffled by a second generator of (seed, epoch); without, they are
+    consecutive slices of the order (a one-batch window keeps those, sorted inside). A
+    global batch is cut into `world_size * grad_accum` consecutive slices (sorted by length
+    when bucketed) and rank r trains slice `micro_batch_slot(r, a, world_size)` at
+    accumulation step a. `start_step` skips the steps a resumed run has already done
+    without loading them.
     """
 
     def __init__(
@@ -143,7 +165,7 @@ class GlobalBatchSampler(Sampler[list[int]]):
         start_step: int = 0,
         shuffle: bool = True,
         lengths: Sequence[int] | np.ndarray | None = None,
-        window_batches: int = WINDOW_BATCHES,
+        window_batches: int | None = None,
     ) -> None:
         if global_batch % (world_size * grad_accum):
             raise ValueError(
@@ -156,6 +178,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
             lengths = np.asarray(lengths, dtype=np.int64)
             if lengths.shape != (num_examples,):
                 raise ValueError(f"lengths has shape {lengths.shape}, expected ({num_examples},)")
+        if window_batches is None:
+            window_batches = training_window(num_examples // global_batch)
         if window_batches < 1:
             raise ValueError(f"window_batches must be >= 1, got {window_batches}")
         self.n = num_examples
@@ -182,10 +206,11 @@ class GlobalBatchSampler(Sampler[list[int]]):
         else:
             order = np.arange(self.n)
         order = order[:self.steps * self.batch]
-        if self.lengths is None:
+        if self.lengths is None or (self.window_batches == 1 and self.world * self.accum == 1):
+            # a one-batch window sorts only inside a batch, which one slice does not need
             return [order[t * self.batch:(t + 1) * self.batch] for t in range(self.steps)]
         batches = bucket_by_length(order, self.lengths, self.batch, self.window_batches)
-        if self.shuffle:
+        if self.shuffle and self.window_batches > 1:
             gen = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 0xB0C5))
             batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
         return batches
