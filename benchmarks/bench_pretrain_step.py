@@ -1,18 +1,16 @@
 """Pre-training step (forward + backward + optimiser update), lxmert vs transformers.
 
-Two figures, both on the same random weights in the same process, alternating:
+Model-level figures on the SAME tensors, same random weights, same process, alternating
+(what `lxmert pretrain` itself gets - its batching, dynamic padding, fused optimiser,
+data loading - is `bench_commands.py`'s figure; this script's former "system level"
+figure fed benchmark-made batches and is gone):
 
-- system level: the same pool of sentences (word counts drawn like the pre-training
-  corpus, or one source with --source); transformers gets shuffled batches padded to 20
-  (its demo), computes MLM logits at every position, and updates with torch's default
-  AdamW; lxmert gets length-bucketed batches padded to the batch's longest sentence,
-  `sparse_mlm=True` (MLM logits and the feature regression only at masked rows), and the
-  fused AdamW update.
-- same tensors: both get the identical padded-to-20 batch and the same optimiser
+- same tensors: both get the identical padded-to-20 batch (sentences with word counts
+  drawn like the pre-training corpus, or one source with --source) and the same optimiser
   (torch AdamW, default settings), so only the model implementations differ; lxmert
   still uses `sparse_mlm=True` (a model option: it changes no input).
-- bf16 (`--figures ...,bf16`): as "system level", lxmert's step under CPU bf16 autocast
-  (`train.amp = "bf16"`; fast on CPUs with AMX) vs transformers in fp32; lxmert's model
+- bf16 (`--figures ...,bf16`): as "same tensors", lxmert's step under CPU bf16 autocast
+  (`train.amp = "bf16"`; fast on CPUs with AMX) vs transformers in fp32 (both torch AdamW, fused for lxmert); lxmert's model
   FLOP/s is divided by a bf16 GEMM rate measured the same way.
 
 Model FLOP/s counts the step's useful FLOPs (see common.forward_flops; MLM only at
@@ -93,7 +91,7 @@ def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches:
 
 
 def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_size: int | None = None,
-        source: str = "pretrain_mix", threads: int | None = None, figures: tuple[str, ...] = ("system", "same"),
+        source: str = "pretrain_mix", threads: int | None = None, figures: tuple[str, ...] = ("same",),
         config: LxmertConfig | None = None, progress: bool = True) -> dict[str, Any]:
     """Measure and return a JSON-ready dict (one entry per figure)."""
     configure_threads(threads)
@@ -111,19 +109,6 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
     result: dict[str, Any] = {"figure": "pretrain_step", "batch_size": batch_size, "source": source,
                               "reps": reps, "machine": machine_info(), **stats}
 
-    if "system" in figures:
-        opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)
-        opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4)
-        if progress:
-            print(f"system level: lxmert bucketed (mean padded length {stats['mean_padded_ours']:.1f}), "
-                  f"transformers padded to 20; {reps} reps", flush=True)
-        t = alternate({"lxmert": make_step(ours, opt_ours, ours_batches, sparse_mlm=True),
-                       "transformers": make_step(theirs, opt_theirs, theirs_batches)},
-                      reps=reps, warmup=warmup, samples_per_call=batch_size, progress=progress)
-        result["system"] = _summarise(t, config, ours_batches, theirs_batches, batch_size, reps)
-        del opt_ours, opt_theirs
-        rates.append(gemm_rate())
-
     if "same" in figures:
         opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
         opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4)
@@ -140,12 +125,11 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
         opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)
         opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4)
         if progress:
-            print(f"bf16: lxmert bucketed under bf16 autocast, transformers fp32 padded to 20; {reps} reps",
-                  flush=True)
-        t = alternate({"lxmert": make_step(ours, opt_ours, ours_batches, amp="bf16", sparse_mlm=True),
+            print(f"bf16: same tensors, lxmert under bf16 autocast, transformers fp32; {reps} reps", flush=True)
+        t = alternate({"lxmert": make_step(ours, opt_ours, theirs_batches, amp="bf16", sparse_mlm=True),
                        "transformers": make_step(theirs, opt_theirs, theirs_batches)},
                       reps=reps, warmup=warmup, samples_per_call=batch_size, progress=progress)
-        result["bf16"] = _summarise(t, config, ours_batches, theirs_batches, batch_size, reps)
+        result["bf16"] = _summarise(t, config, theirs_batches, theirs_batches, batch_size, reps)
         del opt_ours, opt_theirs
         rates.append(gemm_rate())
         bf16_rates.append(gemm_rate(dtype=torch.bfloat16))
@@ -169,8 +153,8 @@ def _summarise(t, config, ours_batches, theirs_batches, batch_size, reps) -> dic
 
 
 def report(result: dict[str, Any]) -> str:
-    labels = {"system": "pre-training step, system level", "same": "pre-training step, same tensors",
-              "bf16": "pre-training step, system level, lxmert bf16 autocast (fraction of the bf16 GEMM) "
+    labels = {"same": "pre-training step, same tensors",
+              "bf16": "pre-training step, same tensors, lxmert bf16 autocast (fraction of the bf16 GEMM) "
                       "vs transformers fp32"}
     return comparison_report(result, "pre-training step", labels, "sentences")
 
@@ -182,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--source", default="pretrain_mix", choices=["pretrain_mix", *SOURCES])
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--figures", default="system,same", help="comma list of: system, same, bf16")
+    parser.add_argument("--figures", default="same", help="comma list of: same, bf16")
     parser.add_argument("--json", type=Path, default=None, help="write the result here (atomically)")
     args = parser.parse_args(argv)
     result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, source=args.source,

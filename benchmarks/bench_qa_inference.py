@@ -1,13 +1,15 @@
 """Question-answering inference, B=32, fp32: lxmert vs transformers on the same weights.
 
-- system level: the same pool of questions (word counts drawn like VQA questions, or
-  --source); transformers gets shuffled batches padded to 20 under `torch.no_grad()`
-  (its demo); lxmert gets length-bucketed batches padded to each batch's longest
-  question, under `torch.inference_mode()`.
-- same tensors: both get the identical padded-to-20 batch under `torch.inference_mode()`.
+Model-level figures on the SAME tensors (what the real command gains on top, from length
+sorting, dynamic padding and its own batching, is `bench_commands.py`'s `lxmert
+evaluate|predict` figure; this script's former "system level" figure fed benchmark-made
+batches and is gone):
+
+- same tensors: both get the identical padded-to-20 batch (questions with VQA-like word
+  counts, or --source) under `torch.inference_mode()`.
 - compiled (`--figures ...,compiled`): as "same tensors", lxmert through `torch.compile`
   (inductor, weight freezing on; compile time reported, not timed) vs transformers eager.
-- bf16 (`--figures ...,bf16`): as "system level", lxmert under CPU bf16 autocast
+- bf16 (`--figures ...,bf16`): as "same tensors", lxmert under CPU bf16 autocast
   (`lxmert evaluate/predict --amp bf16`; fast on CPUs with AMX) vs transformers in fp32. Its
   model FLOP/s is divided by a bf16 GEMM rate measured the same way.
 
@@ -95,7 +97,7 @@ def load_pair(config: LxmertConfig, seed: int = 0):
 
 
 def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_size: int | None = None,
-        source: str = "vqa_question", threads: int | None = None, figures: tuple[str, ...] = ("system", "same"),
+        source: str = "vqa_question", threads: int | None = None, figures: tuple[str, ...] = ("same",),
         config: LxmertConfig | None = None, progress: bool = True) -> dict[str, Any]:
     configure_threads(threads)
     reps = reps or (3 if quick else 9)
@@ -120,18 +122,15 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
                     - ours(**theirs_batches[0]).question_answering_score).abs().max()
         result["compiled_max_abs_diff"] = float(diff)
     plans = {
-        "system": ({"lxmert": make_call(ours, ours_batches, torch.inference_mode),
-                    "transformers": make_call(theirs, theirs_batches, torch.no_grad)},
-                   {"lxmert": ours_batches, "transformers": theirs_batches}),
         "same": ({"lxmert": make_call(ours, theirs_batches, torch.inference_mode),
                   "transformers": make_call(theirs, theirs_batches, torch.inference_mode)},
                  {"lxmert": theirs_batches, "transformers": theirs_batches}),
         "compiled": ({"lxmert": make_call(compiled, theirs_batches, torch.inference_mode),
                       "transformers": make_call(theirs, theirs_batches, torch.inference_mode)},
                      {"lxmert": theirs_batches, "transformers": theirs_batches}),
-        "bf16": ({"lxmert": make_call(ours, ours_batches, bf16_inference),
-                  "transformers": make_call(theirs, theirs_batches, torch.no_grad)},
-                 {"lxmert": ours_batches, "transformers": theirs_batches}),
+        "bf16": ({"lxmert": make_call(ours, theirs_batches, bf16_inference),
+                  "transformers": make_call(theirs, theirs_batches, torch.inference_mode)},
+                 {"lxmert": theirs_batches, "transformers": theirs_batches}),
     }
     for name in figures:
         cases, fed = plans[name]
@@ -154,9 +153,9 @@ def run(quick: bool = False, reps: int | None = None, warmup: int = 1, batch_siz
 
 
 def report(result: dict[str, Any]) -> str:
-    labels = {"system": "QA inference fp32, system level", "same": "QA inference fp32, same tensors",
+    labels = {"same": "QA inference fp32, same tensors",
               "compiled": "QA inference fp32, same tensors, lxmert torch.compile",
-              "bf16": "QA inference, system level, lxmert bf16 autocast (fraction of the bf16 GEMM) "
+              "bf16": "QA inference, same tensors, lxmert bf16 autocast (fraction of the bf16 GEMM) "
                       "vs transformers fp32"}
     return comparison_report(result, "QA inference", labels, "questions")
 
@@ -168,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--source", default="vqa_question", choices=list(SOURCES))
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--figures", default="system,same", help="comma list of: system, same, compiled, bf16")
+    parser.add_argument("--figures", default="same", help="comma list of: same, compiled, bf16")
     parser.add_argument("--json", type=Path, default=None, help="write the result here (atomically)")
     args = parser.parse_args(argv)
     result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, source=args.source,

@@ -12,9 +12,11 @@ reports medians and the ratio. This module holds what those scripts share:
 - `forward_flops` / `step_flops`: model FLOPs counted from the shapes (2 FLOPs per
   multiply-add; GEMMs and attention products only; LayerNorm, GeLU, softmax are not
   counted, as is usual for MFU). Training counts 3x the forward (backward = 2x).
-- `SentenceSampler`, `realistic_batches`: sentences whose word counts are drawn like
-  real captions / questions, tokenised with `lxmert.text.LxmertTokenizer`; a
-  length-bucketing batcher and the padded-to-20 batches of the transformers demo.
+- `SentenceSampler`, `text_batches`: sentences whose word counts are drawn like real
+  captions / questions, tokenised with `lxmert.text.LxmertTokenizer`, batched by the
+  trainer's sampler (length-aware) and as the transformers demo does (padded to 20).
+- `real_length_corpus`: a data root for the real commands (a generated world whose
+  sentences have those lengths), `StepRecorder`: what the real training loop fed.
 - `pretraining_targets`, `visual_inputs`: the release's masking and object targets.
 """
 
@@ -33,12 +35,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from lxmert.config import LxmertConfig
+from lxmert.training.hooks import TrainerHook
 
 __all__ = [
     "Timing", "alternate", "gemm_rate", "machine_info", "configure_threads",
     "forward_flops", "step_flops", "comparison_report", "SentenceSampler", "SOURCES", "PRETRAIN_MIX",
-    "bucket_batches", "random_batches", "TextBatches", "text_batches", "pretraining_targets", "visual_inputs",
+    "random_batches", "TextBatches", "text_batches", "pretraining_targets", "visual_inputs",
     "hf_model_from_ours", "format_table", "write_json", "load_pretraining_pair",
+    "real_length_corpus", "CORPUS_SOURCES", "StepRecorder", "step_seconds",
 ]
 
 
@@ -311,19 +315,6 @@ class SentenceSampler:
         return [self.sentence(names[int(i)]) for i in picks]
 
 
-def bucket_batches(lengths: Sequence[int], batch_size: int, seed: int = 0) -> list[list[int]]:
-    """Length bucketing: sort by length, cut into batches, shuffle the batch order.
-
-    Batches then hold sentences of (nearly) one length, so dynamic padding removes
-    almost all padding. (The data helper's sampler does this over a bounded window; the
-    benchmark sorts its whole pool, which is the same as a window of the pool size.)
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches = [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
-    perm = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [batches[i] for i in perm]
-
-
 def random_batches(n: int, batch_size: int, seed: int = 0) -> list[list[int]]:
     """Shuffled batches without bucketing (what the transformers demo loop does)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
@@ -343,13 +334,11 @@ class TextBatches:
 
 
 def _pipeline_batches(lengths: Sequence[int], batch_size: int, seed: int) -> tuple[list[list[int]], str]:
-    """Length-bucketed index batches from the data layer's sampler (fallback: ours)."""
-    try:
-        from lxmert.data.collate import LengthBucketBatchSampler
-    except ImportError:
-        return bucket_batches(lengths, batch_size, seed=seed), "benchmarks.common.bucket_batches"
-    sampler = LengthBucketBatchSampler(lengths, batch_size, shuffle=True, drop_last=True, seed=seed)
-    return [list(b) for b in sampler], "lxmert.data.collate.LengthBucketBatchSampler"
+    """Length-bucketed index batches as the trainer draws them (`data.batching = "length"`)."""
+    from lxmert.training.sampler import GlobalBatchSampler
+
+    sampler = GlobalBatchSampler(len(lengths), batch_size, seed, 0, lengths=lengths)
+    return [list(b) for b in sampler], "lxmert.training.sampler.GlobalBatchSampler (data.batching = length)"
 
 
 def _collate_text(tokenizer, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
@@ -366,7 +355,7 @@ def text_batches(tokenizer, sentences: Sequence[str], batch_size: int, n_batches
     """Tokenise `sentences` once; batch them the lxmert way and the transformers way.
 
     transformers gets `n_batches` shuffled batches padded to `max_length`; lxmert gets
-    `n_batches` of the length-bucketed batches of the data layer's sampler, padded to
+    `n_batches` of the length-bucketed batches of the trainer's sampler, padded to
     their longest sentence, picked evenly over the length range (then shuffled) so that a
     handful of timed batches represents the pool's length distribution.
     """
@@ -449,6 +438,140 @@ def pretraining_targets(input_ids: torch.Tensor, attention_mask: torch.Tensor, v
             "matched_label": matched, "ans": ans}
 
 
+# --------------------------------------------------------------------------- a corpus for the real commands
+
+#: the generated world's pre-training sources -> the corpus statistics (`SOURCES`) their
+#: sentences are drawn with, and the question sources' VQA / GQA files
+CORPUS_SOURCES: dict[str, str] = {"mscoco": "coco_caption", "vg": "vg_caption", "vqa": "vqa_question",
+                                  "gqa": "gqa_question", "visual7w": "vgqa_question"}
+_MIX_OF = {"mscoco": "coco_caption", "vg": "vg_caption", "vqa": "vqa_question", "gqa": "gqa_question",
+           "visual7w": "vgqa_question"}
+_CORPUS_MARKER = "corpus.json"
+
+
+def real_length_corpus(root: "os.PathLike[str] | str", images: int = 300, sentences_per_image: int = 20,
+                       questions_per_image: int = 30, feat_dim: int = 2048, seed: int = 0,
+                       progress: bool = False) -> dict[str, Any]:
+    """A data root that the real commands read (`lxmert pretrain|finetune|evaluate|predict
+    --data ROOT`), whose sentences have the real corpora's lengths; reused when present.
+
+    It is a generated world (`lxmert.data.synth`: images with 36 boxes of `feat_dim`-d
+    features in a float16 store, the release's file layouts) with its text replaced:
+    `lxmert/*.json` get `sentences_per_image` sentences per image, their sources drawn in
+    the pre-training corpus' proportions (`PRETRAIN_MIX`: VG region descriptions ~60%) and
+    their words by `SentenceSampler` (COCO captions ~12.6 word pieces, VG descriptions
+    ~6, VQA questions ~7.4, GQA ~10.2, Visual7W ~7.8, before [CLS]/[SEP]); question
+    sources get a random answer of the world's table as label. `vqa/*.json` and
+    `gqa/*.json` keep their labels with VQA- and GQA-length questions
+    (`questions_per_image` per image). Text is random words: only lengths, which drive
+    the cost, are realistic. Returns the statistics also written to ROOT/corpus.json
+    (mean ids per sentence, [CLS]/[SEP] included, per source and file).
+    """
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from lxmert.data.synth import SynthConfig, generate_world
+    from lxmert.text import LxmertTokenizer
+
+    root = Path(root)
+    params = {"images": images, "sentences_per_image": sentences_per_image,
+              "questions_per_image": questions_per_image, "feat_dim": feat_dim, "seed": seed, "version": 1}
+    marker = root / _CORPUS_MARKER
+    if marker.is_file():
+        stats = json.loads(marker.read_text())
+        if stats.get("params") == params:
+            return stats
+    generate_world(root, SynthConfig(images=images, feat_dim=feat_dim, seed=seed, captions_per_image=1,
+                                     vg_per_image=1, vqa_per_image=questions_per_image,
+                                     gqa_per_image=questions_per_image),
+                   build_store=True, store_dtype="float16", progress=progress, overwrite=True)
+    tok = LxmertTokenizer.from_vocab()
+    words = SentenceSampler(tok, seed=seed)
+    rng = np.random.default_rng(seed)
+    answers = [a["ans"] for a in json.loads((root / "lxmert" / "all_ans.json").read_text())]
+    names = list(_MIX_OF)
+    weights = np.array([PRETRAIN_MIX[_MIX_OF[n]] for n in names])
+    weights = weights / weights.sum()
+    lengths: dict[str, list[int]] = {}
+
+    def sentences(source: str, count: int, key: str) -> list[str]:
+        out = [words.sentence(CORPUS_SOURCES[source]) for _ in range(count)]
+        lengths.setdefault(key, []).extend(len(x) for x in tok.encode_batch(out, max_length=20))
+        return out
+
+    for path in sorted((root / "lxmert").glob("mscoco_*.json")):
+        entries = json.loads(path.read_text())
+        for entry in entries:
+            counts = rng.multinomial(sentences_per_image, weights)
+            entry["sentf"] = {n: sentences(n, int(c), f"lxmert/{n}") for n, c in zip(names, counts) if c}
+            entry["labelf"] = {n: [{answers[int(rng.integers(len(answers)))]: 1.0} for _ in entry["sentf"][n]]
+                               for n in ("vqa", "gqa", "visual7w") if n in entry["sentf"]}
+        path.write_text(json.dumps(entries))
+    for folder in ("vqa", "gqa"):
+        for path in sorted((root / folder).glob("*.json")):
+            entries = json.loads(path.read_text())
+            if not isinstance(entries, list) or not entries or "sent" not in entries[0]:
+                continue  # answer tables
+            new = sentences(folder, len(entries), f"{folder}/{path.stem}")
+            for entry, sent in zip(entries, new):
+                entry["sent"] = sent
+            path.write_text(json.dumps(entries))
+    stats = {"params": params, "mean_ids": {k: float(np.mean(v)) for k, v in sorted(lengths.items())},
+             "sentences": {k: len(v) for k, v in sorted(lengths.items())},
+             "mean_ids_pretraining": float(np.mean([x for k, v in lengths.items() if k.startswith("lxmert/")
+                                                    for x in v]))}
+    marker.write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+class StepRecorder(TrainerHook):
+    """A `TrainerHook` that only watches: the shapes of every micro-batch the real loop
+    trains on (padded width, real tokens, MLM and feature-regression rows per example),
+    for padding and FLOP accounting. It returns None, so the loop runs its own step."""
+
+    def __init__(self) -> None:
+        self.micro: list[dict[str, Any]] = []
+
+    def on_setup(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.config = getattr(model, "config", None)
+
+    def micro_step(self, model, inputs, loss_fn, **kwargs) -> None:
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        record: dict[str, Any] = {"batch": int(ids.shape[0]), "width": int(ids.shape[1]),
+                                  "tokens": int(mask.sum()) if mask is not None else int(ids.numel()),
+                                  "objects": int(inputs["visual_feats"].shape[-2])}
+        labels = inputs.get("labels")
+        if labels is not None and labels.dim() == 2 and labels.shape == ids.shape:
+            record["mlm_rows"] = (labels != -100).sum(dim=1).tolist()
+        feat = (inputs.get("obj_labels") or {}).get("feat")
+        if feat is not None:
+            record["feat_rows"] = (feat[1] != 0).sum(dim=1).tolist()
+        self.micro.append(record)
+        return None
+
+    def summary(self, skip: int = 0) -> dict[str, float]:
+        """Padded and real text tokens over the micro-batches after the first `skip`."""
+        kept = self.micro[skip:]
+        padded = sum(r["batch"] * r["width"] for r in kept)
+        real = sum(r["tokens"] for r in kept)
+        return {"micro_batches": len(kept), "padded_tokens": padded, "real_tokens": real,
+                "padding_fraction": (padded - real) / padded if padded else math.nan,
+                "mean_width": statistics.fmean(r["width"] for r in kept) if kept else math.nan}
+
+
+def step_seconds(run_dir: "os.PathLike[str] | str", batch_size: int) -> list[float]:
+    """Seconds of each logged training step of a run made with `train.log_every = 1`, from
+    the loop's own metrics.jsonl (samples/s over the step: data loading included)."""
+    import json
+    from pathlib import Path
+
+    records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [batch_size / r["samples_per_s"] for r in records if r.get("split") == "train"]
+
+
 # --------------------------------------------------------------------------- models
 
 def hf_model_from_ours(ours: torch.nn.Module, hf_cls_name: str) -> torch.nn.Module:
@@ -526,8 +649,8 @@ def comparison_report(result: dict[str, Any], title: str, labels: dict[str, str]
                          fig["transformers"]["samples_per_s"], fig["ratio"],
                          fig["lxmert"]["gemm_fraction"], fig["transformers"]["gemm_fraction"]])
     head = (f"{title} on {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
-            f"{what}: {result['source']}, mean {result['mean_pieces']:.1f} ids; lxmert padded to "
-            f"{result['mean_padded_ours']:.1f} on average; GEMM {result['gemm_flops'] / 1e9:.0f} GFLOP/s; "
+            f"{what}: {result['source']}, mean {result['mean_pieces']:.1f} ids, both sides padded to 20 "
+            f"(same tensors); GEMM {result['gemm_flops'] / 1e9:.0f} GFLOP/s; "
             f"load {result['machine']['load_avg_1m']:.1f} -> {result['machine']['load_avg_1m_end']:.1f}")
     return head + "\n" + format_table(rows, ["figure", "lxmert samples/s", "transformers samples/s", "ratio",
                                              "lxmert FLOP/s / GEMM", "transformers FLOP/s / GEMM"])

@@ -8,7 +8,8 @@ copy the repository to a GPU machine and run
     python benchmarks/gpu_pretrain.py --device cpu --steps 2 --tiny   # smoke test, no GPU
 
 lxmert runs the way its pipeline would: bf16 autocast, SDPA (flash / memory-efficient
-kernels), sparse MLM logits, dynamic padding of length-bucketed batches, fused AdamW,
+kernels), sparse MLM logits, dynamic padding (of random batches, as `lxmert pretrain` draws
+them today; `--batching length` buckets them with the trainer's sampler), fused AdamW,
 batches built on the host in pinned memory and copied with `non_blocking=True`.
 transformers runs as its documentation does (fp32, eager attention, padded to 20, torch
 AdamW); with `--hf-bf16` it also gets bf16 autocast, to separate precision from the rest.
@@ -28,6 +29,7 @@ import statistics
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from lxmert import LxmertConfig, LxmertForPreTraining
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hf-bf16", action="store_true", help="also time transformers under bf16 autocast")
     p.add_argument("--no-hf", action="store_true", help="skip transformers")
     p.add_argument("--pad-multiple", type=int, default=8, help="round lxmert's padded length up to this")
+    p.add_argument("--batching", choices=("random", "length"), default="random",
+                   help="lxmert's batches: random (what `lxmert pretrain` draws today) or length-bucketed "
+                        "(a projection: pre-training bucketed once its dataset gives epoch_lengths)")
     p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--tiny", action="store_true", help="a small config (smoke tests)")
     p.add_argument("--json", default=None)
@@ -197,11 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     g = torch.Generator().manual_seed(0)
     n_batches = 8
     raw_lengths = [sample_lengths(bsz, g) for _ in range(n_batches)]
-    # length bucketing: sort the pool's lengths, cut into batches (as the data layer's sampler)
-    pool = sorted(x for lens in raw_lengths for x in lens)
-    bucketed = [pool[i * bsz:(i + 1) * bsz] for i in range(n_batches)]
+    if args.batching == "length":
+        # the trainer's bucketing (one window of these batches), as pre-training would get it
+        # once its dataset gives epoch_lengths(); today `lxmert pretrain` draws random batches
+        from lxmert.training.sampler import bucket_by_length
+
+        pool = np.asarray([x for lens in raw_lengths for x in lens])
+        batches = [pool[b].tolist() for b in bucket_by_length(np.arange(len(pool)), pool, bsz, n_batches)]
+    else:
+        batches = raw_lengths
     ours_batches = [make_batch(config, lens, -(-max(lens) // args.pad_multiple) * args.pad_multiple,
-                               g, pin=on_gpu) for lens in bucketed]
+                               g, pin=on_gpu) for lens in batches]
     hf_batches = [make_batch(config, lens, 20, g, pin=on_gpu) for lens in raw_lengths]
 
     torch.manual_seed(0)
@@ -230,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.hf_bf16:
             sides.append(time_side("transformers bf16", hf, hf_opt, hf_batches, device, args.steps, warmup, True,
                                    config))
-    print(f"{results['device']}, B={bsz}, peak {peak_src}")
+    results["batching"] = args.batching
+    print(f"{results['device']}, B={bsz}, peak {peak_src}; lxmert batches: {args.batching}")
     print(f"| {'model':26} | samples/s | MFU    | vs transformers fp32 | 20 epochs, 1 card |")
     print("|" + "-" * 28 + "|-----------|--------|----------------------|-------------------|")
     base = next((s for s in sides if s["name"] == "transformers fp32"), None)

@@ -1,4 +1,4 @@
-"""move_to, padding and the length-bucketing batch sampler (coverage, DDP shares, determinism)."""
+"""move_to, padding and the batch type (length bucketing: tests/test_train_sampler.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from collections import namedtuple
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from lxmert.data.collate import LengthBucketBatchSampler, move_to, pad_1d, stack_objects, text_batch
+from lxmert.data.collate import Batch, move_to, pad_1d, stack_objects, text_batch
 
 
 def test_move_to_walks_nested_batches():
@@ -35,44 +33,9 @@ def test_padding_helpers():
     assert s.shape == (2, 2, 3) and s[1, 1].eq(0).all()
 
 
-@settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 300), batch=st.integers(1, 17), replicas=st.integers(1, 4), drop_last=st.booleans(),
-       seed=st.integers(0, 1000), pool=st.integers(1, 5))
-def test_bucket_sampler_covers_and_splits_evenly(n, batch, replicas, drop_last, seed, pool):
-    lengths = np.random.default_rng(seed).integers(3, 21, size=n)
-    samplers = [LengthBucketBatchSampler(lengths, batch, seed=seed, drop_last=drop_last, pool_batches=pool,
-                                         num_replicas=replicas, rank=r) for r in range(replicas)]
-    per_rank = [list(s) for s in samplers]
-    assert len({len(b) for b in per_rank}) == 1, "every rank runs the same number of steps"
-    assert all(len(b) == len(s) for b, s in zip(per_rank, samplers))
-    seen = [i for rank in per_rank for b in rank for i in b]
-    if replicas == 1 and not drop_last:
-        assert sorted(seen) == list(range(n)), "one epoch = every example exactly once"
-    if drop_last:
-        assert all(len(b) == batch for rank in per_rank for b in rank)
-    else:
-        assert set(seen) == set(range(n)), "no example lost when padding ranks"
-
-
-def test_bucket_sampler_groups_lengths_and_is_deterministic():
-    lengths = np.random.default_rng(0).integers(3, 21, size=2000)
-    s = LengthBucketBatchSampler(lengths, 32, seed=7, pool_batches=20)
-    s.set_epoch(3)
-    a = list(s)
-    s2 = LengthBucketBatchSampler(lengths, 32, seed=7, pool_batches=20)
-    s2.set_epoch(3)
-    assert a == list(s2), "same seed and epoch, same batches"
-    s2.set_epoch(4)
-    assert a != list(s2), "another epoch, another order"
-    spread = np.mean([lengths[b].max() - lengths[b].min() for b in a])
-    random_spread = np.mean([np.ptp(lengths[np.random.default_rng(k).choice(2000, 32)]) for k in range(50)])
-    assert spread < 0.3 * random_spread, (spread, random_spread)
-    padded = sum(len(b) * lengths[b].max() for b in a)
-    assert padded < 1.1 * lengths.sum(), "little padding left"
-
-
-def test_bucket_sampler_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="rank 2 out of range"):
-        LengthBucketBatchSampler([1, 2], 1, num_replicas=2, rank=2)
-    with pytest.raises(ValueError, match="batch_size"):
-        LengthBucketBatchSampler([1, 2], 0)
+def test_batch_size_from_inputs_or_meta():
+    batch = Batch({"input_ids": torch.zeros(3, 5, dtype=torch.long)}, {"question_id": [1, 2, 3]})
+    assert batch.size == 3
+    # evaluation outputs put back in file order carry only meta
+    assert Batch({}, {"question_id": [4, 5]}).size == 2
+    assert Batch({}, {}).size == 0

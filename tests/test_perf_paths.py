@@ -89,11 +89,11 @@ def test_benchmark_runs_end_to_end_on_a_tiny_model(monkeypatch):
 
     cfg = LxmertConfig(**TINY)
     pre = bench_pretrain_step.run(quick=True, reps=1, batch_size=4, config=cfg, progress=False,
-                                  figures=("system", "same", "bf16"))
-    for fig in ("system", "same", "bf16"):
+                                  figures=("same", "bf16"))
+    for fig in ("same", "bf16"):
         assert pre[fig]["ratio"] > 0 and pre[fig]["lxmert"]["gemm_fraction"] > 0
-    assert pre["mean_padded_ours"] < pre["mean_padded_theirs"] == 20
-    assert "| pre-training step, system level, B=4" in bench_pretrain_step.report(pre)
+    assert "system" not in pre  # benchmark-made batches: gone, bench_commands times the real command
+    assert "| pre-training step, same tensors, B=4" in bench_pretrain_step.report(pre)
     qa = bench_qa_inference.run(quick=True, reps=1, batch_size=4, config=cfg, progress=False,
                                 figures=("same", "bf16"))
     assert "same tensors" in bench_qa_inference.report(qa) and "bf16 autocast" in bench_qa_inference.report(qa)
@@ -138,11 +138,63 @@ def test_bench_command_asks_for_the_bf16_figures_and_lists_them(monkeypatch, cap
 
     monkeypatch.setattr(bench, "_import", lambda bench_dir, name: common if name == "common" else fake(name))
     assert main(["bench", "--quick", "--only", "pretrain,qa", "--bf16", "--benchmarks-dir", str(ROOT / "benchmarks")]) == 0
-    assert calls["bench_pretrain_step"]["figures"] == ("system", "same", "bf16")
-    assert calls["bench_qa_inference"]["figures"] == ("system", "same", "bf16")
+    assert calls["bench_pretrain_step"]["figures"] == ("same", "bf16")
+    assert calls["bench_qa_inference"]["figures"] == ("same", "bf16")
     out = capsys.readouterr().out
-    assert "QA inference, system level, lxmert bf16 autocast vs transformers fp32" in out
+    assert "QA inference, same tensors, lxmert bf16 autocast vs transformers fp32" in out
     assert "pre-training step, fp32, same tensors, B=8" in out
+
+
+def test_bench_command_runs_the_real_entry_points_by_default(monkeypatch, capsys):
+    """`lxmert bench` starts with bench_commands (the real commands); --bf16 runs it again in bf16."""
+    import types
+
+    import common
+
+    from lxmert.cli import bench, main
+
+    calls = []
+
+    def fake(name: str) -> types.ModuleType:
+        def run(**kwargs):
+            calls.append((name, kwargs))
+            side = {"samples_per_s": 2.0, "gemm_fraction": 0.5}
+            got = {"lxmert": side, "transformers": side, "ratio": 1.5}
+            return {"batch_size": 8, "machine": {"cpu": "test", "torch_threads": 1},
+                    "pretrain": [got], "evaluate": [got], "predict": [got]}
+        return types.SimpleNamespace(__file__=name, run=run, report=lambda result: f"{name} table")
+
+    monkeypatch.setattr(bench, "_import", lambda bench_dir, name: common if name == "common" else fake(name))
+    assert main(["bench", "--quick", "--bf16", "--only", "commands", "--benchmarks-dir", str(ROOT / "benchmarks")]) == 0
+    assert [(n, k.get("amp")) for n, k in calls] == [("bench_commands", None), ("bench_commands", "bf16")]
+    out = capsys.readouterr().out
+    assert "`lxmert pretrain` (Trainer steps, lxr955), fp32, B=8, round 1" in out
+    assert "`lxmert evaluate vqa`, lxmert bf16 autocast vs transformers fp32" in out
+    assert bench.MODEL_SUITE[0] == "commands"
+
+
+def test_real_command_benchmark_runs_end_to_end_on_a_tiny_model(monkeypatch, tmp_path):
+    """bench_commands --quick: the real Trainer / api.evaluate / api.predict against the
+    transformers loops on a small generated corpus, with the profile."""
+    pytest.importorskip("transformers")
+    import bench_commands
+
+    monkeypatch.setattr(bench_commands, "gemm_rate", lambda **kwargs: 1e9)  # timing, not logic
+    result = bench_commands.run(quick=True, rounds=1, progress=False, corpus_dir=str(tmp_path / "corpus"),
+                                profile=True)
+    for kind in ("pretrain", "evaluate", "predict"):
+        (got,) = result[kind]
+        assert got["ratio"] > 0 and got["lxmert"]["samples_per_s"] > 0
+    pre = result["pretrain"][0]
+    assert len(pre["lxmert"]["seconds"]) == len(pre["transformers"]["seconds"]) == result["steps"] - result["skip"]
+    assert all(s > 0 for s in pre["lxmert"]["seconds"]), "the loop's step minus the interleaved peer step"
+    assert pre["transformers"]["mean_width"] == 20 and pre["lxmert"]["mean_width"] <= 20
+    assert pre["lxmert"]["gemm_fraction"] > 0 and pre["gemm_probe_median"] == 1e9
+    assert result["evaluate_median_ratio"] == result["evaluate"][0]["ratio"]
+    assert result["evaluate"][0]["lxmert"]["accuracy"] == pytest.approx(result["evaluate"][0]["transformers"]["accuracy"])
+    assert 0 < result["profile"]["groups"]["GEMM (mm, addmm, bmm, baddbmm)"] < 1
+    text = bench_commands.report(result)
+    assert "`lxmert evaluate vqa` (whole call), round 1" in text and "QUICK" in text
 
 
 def test_attention_splits_have_cheap_backwards():

@@ -4,8 +4,11 @@ The benchmark scripts live in the repository's `benchmarks/` folder, not in the 
 package (they import `transformers` and measure against it); this command finds that
 folder (next to the source tree of an editable install, or `--benchmarks-dir`), calls the
 scripts' `run()` functions in this process, and prints their tables plus a summary.
-The data pipeline, feature store and detector benchmarks (owned by their features) are
-run as subprocesses with `--with`.
+"commands" times the real entry points (`Trainer` steps of `lxmert pretrain`, `lxmert
+evaluate|predict` through `lxmert.api`) against a transformers loop doing the same work
+(`bench_commands.py`); "pretrain" and "qa" are the models alone on the same tensors;
+"int8" compares lxmert's int8 copy with its fp32 model. The data pipeline, feature store
+and detector benchmarks (owned by their features) are run as subprocesses with `--with`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-MODEL_SUITE = ("pretrain", "qa", "int8")
+MODEL_SUITE = ("commands", "pretrain", "qa", "int8")
+MODULES = {"commands": "bench_commands", "pretrain": "bench_pretrain_step", "qa": "bench_qa_inference",
+           "int8": "bench_int8"}
 OTHER_SUITE = {  # name: (script, quick arguments, full arguments)
     "pipeline": ("bench_pipeline.py", ["--images", "64", "--batches", "5", "--model-steps", "0"], []),
     "store": ("bench_store.py", ["--images", "200"], []),
@@ -34,13 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="B=8 and 3 repetitions: checks the suite runs (minutes), not the targets' figures")
     p.add_argument("--only", default=",".join(MODEL_SUITE),
-                   help=f"comma list from {', '.join(MODEL_SUITE)} (default: all three)")
+                   help=f"comma list from {', '.join(MODEL_SUITE)} (default: all)")
     p.add_argument("--with", dest="with_", default="",
                    help=f"also run other features' benchmarks: comma list from {', '.join(OTHER_SUITE)}")
     p.add_argument("--bf16", action="store_true",
-                   help="also the bf16-autocast figures of pretrain and qa (lxmert bf16 vs transformers fp32; "
-                        "fast on CPUs with AMX)")
-    p.add_argument("--reps", type=int, default=None, help="repetitions per case (default 3 quick, 7-9 full)")
+                   help="also lxmert under bf16 autocast vs transformers fp32: the commands again with "
+                        "--amp bf16, and the bf16 figures of pretrain and qa (fast on CPUs with AMX)")
+    p.add_argument("--reps", type=int, default=None,
+                   help="repetitions per case (default 3 quick, 7-9 full; commands: alternating rounds, 2)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None, help="write every result to this file (atomically)")
     p.add_argument("--benchmarks-dir", type=Path, default=None, help="where benchmarks/common.py lives")
@@ -70,9 +76,19 @@ def _import(bench_dir: Path, name: str):
 
 def _summary_rows(results: dict[str, Any]) -> list[list[Any]]:
     rows: list[list[Any]] = []
+    for key, amp in (("commands", "fp32"), ("commands_bf16", "lxmert bf16 autocast vs transformers fp32")):
+        res = results.get(key)
+        if not res:
+            continue
+        for kind, label in (("pretrain", "`lxmert pretrain` (Trainer steps, lxr955)"),
+                            ("evaluate", "`lxmert evaluate vqa`"), ("predict", "`lxmert predict vqa`")):
+            for r, got in enumerate(res.get(kind, [])):
+                rows.append([f"{label}, {amp}, B={res['batch_size']}, round {r + 1}",
+                             got["lxmert"]["samples_per_s"], got["transformers"]["samples_per_s"], got["ratio"],
+                             got["lxmert"].get("gemm_fraction", float("nan"))])
     labels = {"pretrain": "pre-training step", "qa": "QA inference"}
-    names = {"system": "fp32, system level", "same": "fp32, same tensors",
-             "bf16": "system level, lxmert bf16 autocast vs transformers fp32 (FLOP/s vs the bf16 GEMM)"}
+    names = {"same": "fp32, same tensors",
+             "bf16": "same tensors, lxmert bf16 autocast vs transformers fp32 (FLOP/s vs the bf16 GEMM)"}
     for key, label in labels.items():
         res = results.get(key)
         if not res:
@@ -102,15 +118,19 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"--with: unknown benchmark(s) {unknown}; choose from {list(OTHER_SUITE)}")
     common = _import(bench_dir, "common")
-    modules = {"pretrain": "bench_pretrain_step", "qa": "bench_qa_inference", "int8": "bench_int8"}
     results: dict[str, Any] = {}
     for name in selected:
-        module = _import(bench_dir, modules[name])
+        module = _import(bench_dir, MODULES[name])
         print(f"== {name} ({module.__file__})", flush=True)
-        kwargs = {"figures": ("system", "same", "bf16")} if args.bf16 and name in ("pretrain", "qa") else {}
+        kwargs = {"figures": ("same", "bf16")} if args.bf16 and name in ("pretrain", "qa") else {}
         result = module.run(quick=args.quick, reps=args.reps, threads=args.threads, **kwargs)
         print(module.report(result), flush=True)
         results[name] = result
+        if name == "commands" and args.bf16:
+            print("== commands, lxmert --amp bf16", flush=True)
+            result = module.run(quick=args.quick, reps=args.reps, threads=args.threads, amp="bf16")
+            print(module.report(result), flush=True)
+            results["commands_bf16"] = result
     for name in others:
         script, quick_args, full_args = OTHER_SUITE[name]
         path = bench_dir / script

@@ -1,19 +1,20 @@
-"""Batch plumbing shared by the datasets: the batch type, device moves, padding, length bucketing.
+"""Batch plumbing shared by the datasets: the batch type, device moves, padding.
 
 A collated batch is a `Batch(inputs, meta)`: `inputs` are exactly keyword arguments of the
 model's `forward` (so `model(**batch.inputs)` never has to swallow unknown names), `meta`
 the lists that identify the examples (question ids, NLVR2 identifiers, sentences), which
 predictions and metrics need and the model never sees.
+
+Which examples share a batch (length-aware batching, in training and in evaluation) is
+the sampler's business: `lxmert.training.sampler`.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
 __all__ = [
     "Batch",
@@ -22,7 +23,6 @@ __all__ = [
     "stack_objects",
     "text_batch",
     "collate_labelled",
-    "LengthBucketBatchSampler",
 ]
 
 
@@ -34,8 +34,11 @@ class Batch(NamedTuple):
 
     @property
     def size(self) -> int:
-        """The number of examples (`len(batch)` is 2: it is a pair)."""
-        return int(self.inputs["input_ids"].shape[0])
+        """The number of examples (`len(batch)` is 2: it is a pair); from the meta lists
+        when `inputs` are empty (evaluation outputs put back in file order)."""
+        if "input_ids" in self.inputs:
+            return int(self.inputs["input_ids"].shape[0])
+        return len(next(iter(self.meta.values()))) if self.meta else 0
 
 
 def move_to(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
@@ -116,90 +119,3 @@ def stack_objects(arrays: Sequence[np.ndarray], dtype: torch.dtype | None = None
             buf[i, : a.shape[0]] = a
         out = torch.from_numpy(buf)
     return out if dtype is None else out.to(dtype)
-
-
-class LengthBucketBatchSampler(Sampler[list[int]]):
-    """Batches of sentences of similar length, in a shuffled order; DDP-aware.
-
-    Each epoch the indices are shuffled with a generator seeded by (seed, epoch), cut
-    into pools of `batch_size * pool_batches`, each pool sorted by length and cut into
-    batches, and the batches shuffled again - so padding shrinks while batches stay random.
-
-    With `num_replicas > 1` every rank takes every `num_replicas`-th batch of the same
-    global order; the batch list is first padded by repeating batches from its start (or
-    truncated with `drop_last`) so that all ranks run the same number of steps. Call
-    `set_epoch(e)` before each epoch, as with `DistributedSampler`.
-    """
-
-    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, *, shuffle: bool = True,
-                 drop_last: bool = False, seed: int = 0, pool_batches: int = 50,
-                 num_replicas: int | None = None, rank: int | None = None) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if pool_batches < 1:
-            raise ValueError(f"pool_batches must be >= 1, got {pool_batches}")
-        if num_replicas is None or rank is None:
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                num_replicas = torch.distributed.get_world_size() if num_replicas is None else num_replicas
-                rank = torch.distributed.get_rank() if rank is None else rank
-            else:
-                num_replicas = 1 if num_replicas is None else num_replicas
-                rank = 0 if rank is None else rank
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} out of range for num_replicas={num_replicas}")
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.pool_batches = pool_batches
-        self.num_replicas = num_replicas
-        self.rank = rank
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def _global_batches(self) -> list[np.ndarray]:
-        n = len(self.lengths)
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
-        pool = self.batch_size * self.pool_batches
-        batches: list[np.ndarray] = []
-        for start in range(0, n, pool):
-            chunk = order[start:start + pool]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
-
-    def _per_rank(self, total: int) -> int:
-        if self.drop_last:
-            return total // self.num_replicas
-        return math.ceil(total / self.num_replicas)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = self._global_batches()
-        per_rank = self._per_rank(len(batches))
-        needed = per_rank * self.num_replicas
-        if needed > len(batches) and batches:
-            batches = batches + [batches[i % len(batches)] for i in range(needed - len(batches))]
-        for b in batches[self.rank:needed:self.num_replicas]:
-            yield b.tolist()
-
-    def __len__(self) -> int:
-        n = len(self.lengths)
-        if self.drop_last:
-            full = 0
-            # pools cut batches independently, so count full batches per pool
-            pool = self.batch_size * self.pool_batches
-            for start in range(0, n, pool):
-                full += min(pool, n - start) // self.batch_size
-            total = full
-        else:
-            pool = self.batch_size * self.pool_batches
-            total = sum(math.ceil(min(pool, n - s) / self.batch_size) for s in range(0, n, pool))
-        return self._per_rank(total)

@@ -34,6 +34,7 @@ from lxmert.config import LxmertConfig, config_problems
 from lxmert.errors import RecipeError
 from lxmert.tasks import get_task, task_names
 from lxmert.training.precision import AMP_CHOICES
+from lxmert.training.sampler import BATCHINGS
 
 __all__ = [
     "Recipe",
@@ -75,6 +76,15 @@ class DataSection:
     absolute). `train_limit` > 0 keeps only the first N training examples (the demo's
     "limited labelled set"); `valid_limit` likewise for validation. `qa_target`: "soft"
     (the release's BCE on soft scores) or "index" (cross-entropy on the best answer).
+
+    `batching`: "length" (the default) groups examples of similar token counts: training
+    steps are drawn from windows of up to 50 shuffled global batches sorted by length
+    (fewer in small epochs, see `training.sampler.training_window`), so that
+    collate pads little (the examples of a step are still a function of (seed, epoch)
+    only, for any number of processes); evaluation and prediction run the split sorted
+    by length in windows and return the outputs in file order. "random": training batches
+    in random order, evaluation in file order (what runs did before length batching).
+    A run resumes only with the batching it started with.
     """
 
     train: list[str] = field(default_factory=lambda: ["train"])
@@ -92,6 +102,7 @@ class DataSection:
     #: max_seq_length): "auto" = $LXMERT_CACHE_DIR or $XDG_CACHE_HOME/lxmert (~/.cache/lxmert),
     #: "" = no cache, or a directory
     token_cache: str = "auto"
+    batching: str = "length"
 
 
 @dataclass
@@ -214,6 +225,8 @@ class Recipe:
         at_least("data.max_seq_length", d.max_seq_length, 2, " (room for [CLS] and [SEP])")
         if d.qa_target not in ("soft", "index"):
             problems.append(f"data.qa_target = {d.qa_target!r} (expected soft or index)")
+        if d.batching not in BATCHINGS:
+            problems.append(f"data.batching = {d.batching!r} (expected {' or '.join(BATCHINGS)})")
         at_least("data.eval_batch_size", d.eval_batch_size, 0, "; 0 = train.batch_size")
         at_least("data.num_workers", d.num_workers, 0)
         at_least("data.train_limit", d.train_limit, 0, "; 0 = every example")

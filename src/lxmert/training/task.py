@@ -18,11 +18,13 @@ Data root layout (the release's, which `lxmert synth` also writes):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -36,6 +38,7 @@ from lxmert.errors import DataFormatError
 from lxmert.modeling import LxmertForQuestionAnswering, LxmertPreTrainedModel
 from lxmert.text import AnswerTable, LxmertTokenizer
 from lxmert.training.recipe import Recipe
+from lxmert.training.sampler import EVAL_WINDOW_BATCHES, dataset_lengths, eval_batch_order
 
 __all__ = ["Task", "AnswerHeadTask", "Limited", "LossMeter", "Predictions", "find_answer_table", "under_root",
            "RUNTIME_FIELDS"]
@@ -93,10 +96,18 @@ class Limited(Dataset):
             raise IndexError(f"index {position} out of range for {self.n} examples")
         return self.dataset[index]
 
-    def __getattr__(self, name: str) -> Any:  # set_epoch, collate, raw, lengths ... of the full set
+    @property
+    def lengths(self) -> np.ndarray:
+        """The kept examples' token counts (AttributeError when the full set has none)."""
+        return np.asarray(self.dataset.lengths)[: self.n]
+
+    def __getattr__(self, name: str) -> Any:  # set_epoch, collate, raw ... of the full set
         if name == "dataset":
             raise AttributeError(name)
-        return getattr(self.dataset, name)
+        value = getattr(self.dataset, name)
+        if name == "epoch_lengths":  # the kept examples' lengths in an epoch
+            return lambda epoch: np.asarray(value(epoch))[: self.n]
+        return value
 
 
 @dataclass
@@ -201,11 +212,26 @@ class Task:
     def collate(self, items: list[Any]) -> Batch:
         return self.train_dataset().collate(items)  # type: ignore[attr-defined]
 
-    def eval_batches(self, dataset: Dataset, device: torch.device) -> Iterator[Batch]:
-        """`dataset` in order, in batches of `data.eval_batch_size` (default: the training
-        batch), on `device`."""
+    def eval_lengths(self, dataset: Dataset) -> np.ndarray | None:
+        """The lengths evaluation sorts `dataset` by: its `.lengths` when `data.batching =
+        "length"`, else (or when it has none) None, i.e. file order."""
+        return dataset_lengths(dataset) if self.recipe.data.batching == "length" else None
+
+    def eval_batch_order(self, dataset: Dataset) -> list[np.ndarray]:
+        """The batches (dataset positions) evaluation runs, in the order it runs them:
+        batches of `data.eval_batch_size` (default: the training batch), sorted by length
+        inside windows of consecutive examples (`lxmert.training.sampler.eval_batch_order`)
+        or, without lengths, in file order."""
         size = self.recipe.data.eval_batch_size or self.recipe.train.batch_size
-        loader = DataLoader(dataset, batch_size=size, shuffle=False, collate_fn=dataset.collate,  # type: ignore[attr-defined]
+        return eval_batch_order(len(dataset), size, self.eval_lengths(dataset))  # type: ignore[arg-type]
+
+    def eval_batches(self, dataset: Dataset, device: torch.device) -> Iterator[Batch]:
+        """Every example of `dataset` once, in the batches of `eval_batch_order`, on `device`.
+
+        Length-sorted batches pad little; the order of examples is then NOT the file's (use
+        `outputs` for results in file order), which sums and counts do not mind."""
+        loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in self.eval_batch_order(dataset)],
+                            collate_fn=dataset.collate,  # type: ignore[attr-defined]
                             num_workers=self.recipe.data.num_workers)
         for batch in loader:
             yield move_to(batch, device, non_blocking=True)
@@ -296,12 +322,102 @@ class Task:
 
     def outputs(self, model: nn.Module, dataset: Dataset, device: torch.device,
                 loss: "LossMeter | None" = None) -> Iterator[tuple[Batch, Any]]:
-        """(batch, model output) over `dataset` in order; `loss` accumulates the mean loss."""
-        for batch in self.eval_batches(dataset, device):
-            out = model(**batch.inputs)
-            if loss is not None:
-                loss.add(out, batch.size)
-            yield batch, out
+        """(batch, model output) over `dataset` in file order; `loss` accumulates the mean loss.
+
+        Without length sorting (`eval_lengths` None) these are the batches the model ran.
+        With it, the model runs on the batches of `eval_batch_order` (sorted by length
+        inside windows of `EVAL_WINDOW_BATCHES` batches); once a window is done its outputs
+        are put back in file order and handed out in slices of the evaluation batch size,
+        so predictions (and the files written from them) come out in the split's order.
+        Each `batch` then carries only `meta` (its `inputs` are empty: the model ran on
+        other groupings), and each output holds the per-example fields (one row per
+        example: `question_answering_score`, `logits`, ...) of these examples, padded with
+        zeros along later dimensions where the window's batches differ (sequence outputs,
+        when the model returns them); batch-level values (`loss`) are None there: the
+        split's mean loss is what `loss` accumulates.
+        """
+        if self.eval_lengths(dataset) is None:
+            for batch in self.eval_batches(dataset, device):
+                out = model(**batch.inputs)
+                if loss is not None:
+                    loss.add(out, batch.size)
+                yield batch, out
+            return
+        order = self.eval_batch_order(dataset)
+        size = self.recipe.data.eval_batch_size or self.recipe.train.batch_size
+        batches = self.eval_batches(dataset, device)
+        for start in range(0, len(order), EVAL_WINDOW_BATCHES):
+            window = order[start:start + EVAL_WINDOW_BATCHES]
+            metas, outs = [], []
+            for _ in window:
+                batch = next(batches)
+                out = model(**batch.inputs)
+                if loss is not None:
+                    loss.add(out, batch.size)
+                metas.append(batch.meta)
+                outs.append(out)
+            sizes = [len(p) for p in window]
+            ran = np.concatenate(window)
+            where = np.argsort(ran, kind="stable")  # the row of the window's outputs holding each example
+            meta, out = _concat_rows(metas, sizes), _concat_rows(outs, sizes)
+            for lo in range(0, len(ran), size):
+                rows = torch.from_numpy(where[lo:lo + size])
+                yield Batch({}, _take_rows(meta, rows)), _take_rows(out, rows)
+
+
+class _Rows(list):
+    """One item per example (ids in `Batch.meta`), as opposed to a tuple of per-layer tensors."""
+
+
+def _concat_rows(parts: list[Any], sizes: list[int]) -> Any:
+    """The per-example content of several batches' values, concatenated along the examples.
+
+    Tensors with one row per example are concatenated (zero-padded along later dimensions
+    where the batches differ); lists of one plain item per example are joined; dicts,
+    tuples and dataclasses are walked; anything else (a batch mean, None) becomes None."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        if any(not isinstance(p, torch.Tensor) or p.dim() != first.dim() or p.dim() == 0 or p.shape[0] != n
+               for p, n in zip(parts, sizes)):
+            return None
+        widest = [max(p.shape[d] for p in parts) for d in range(1, first.dim())]
+        padded = []
+        for p in parts:
+            pad: list[int] = []
+            for d in range(first.dim() - 1, 0, -1):
+                pad += [0, widest[d - 1] - p.shape[d]]
+            padded.append(torch.nn.functional.pad(p, pad) if any(pad) else p)
+        return torch.cat(padded)
+    if isinstance(first, dict):
+        if any(not isinstance(p, dict) or p.keys() != first.keys() for p in parts):
+            return None
+        return {k: _concat_rows([p[k] for p in parts], sizes) for k in first}
+    if dataclasses.is_dataclass(first) and not isinstance(first, type):
+        return type(first)(**{f.name: _concat_rows([getattr(p, f.name) for p in parts], sizes)
+                              for f in dataclasses.fields(first)})
+    if isinstance(first, list) and all(isinstance(p, list) and len(p) == n for p, n in zip(parts, sizes)) \
+            and not any(isinstance(x, torch.Tensor) for p in parts for x in p):
+        return _Rows(x for p in parts for x in p)
+    if isinstance(first, (tuple, list)):
+        if any(not isinstance(p, (tuple, list)) or len(p) != len(first) for p in parts):
+            return None
+        return type(first)(_concat_rows([p[i] for p in parts], sizes) for i in range(len(first)))
+    return None
+
+
+def _take_rows(value: Any, rows: torch.Tensor) -> Any:
+    """The examples `rows` of a value built by `_concat_rows`."""
+    if isinstance(value, torch.Tensor):
+        return value.index_select(0, rows.to(value.device))
+    if isinstance(value, _Rows):
+        return [value[i] for i in rows.tolist()]
+    if isinstance(value, dict):
+        return {k: _take_rows(v, rows) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return type(value)(**{f.name: _take_rows(getattr(value, f.name), rows) for f in dataclasses.fields(value)})
+    if isinstance(value, (tuple, list)):
+        return type(value)(_take_rows(v, rows) for v in value)
+    return value
 
 
 class LossMeter:

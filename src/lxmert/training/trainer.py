@@ -9,8 +9,9 @@ once, in named phases: `setup` (checks, run directory, model, data, optimiser, r
 Extras (adversarial training, pruning masks) plug in through `TrainerHook`s.
 
 Determinism, which exact resume and the 1-vs-N-process equivalence rely on:
-- the order of examples is a function of (seed, epoch) only (`GlobalBatchSampler`); a
-  global batch of B examples is split over ranks and accumulation micro-batches, so the
+- the order of examples is a function of (seed, epoch) only (`GlobalBatchSampler`; with
+  `data.batching = "length"`, the default, also of the examples' lengths, which are data);
+  a global batch of B examples is split over ranks and accumulation micro-batches, so the
   same examples form step t whatever the number of processes;
 - datasets are pure functions of the index, or of (epoch, index) after `set_epoch`
   (pre-training's masks and negatives), so workers, ranks and resumes see the same items;
@@ -62,7 +63,7 @@ from lxmert.training.optim import build_optimizer, build_scheduler
 from lxmert.training.precision import autocast, check_amp
 from lxmert.training.recipe import Recipe
 from lxmert.training.rng import capture_rng, mix_seed, preserved_rng, restore_rng
-from lxmert.training.sampler import GlobalBatchSampler
+from lxmert.training.sampler import GlobalBatchSampler, dataset_lengths, random_batching_reason
 from lxmert.training.task import Task
 
 __all__ = ["Trainer", "FitResult", "RunInterrupted", "RunDirectoryError", "NonFiniteLossError"]
@@ -242,7 +243,12 @@ class Trainer:
             eps=r.optim.eps, decay_norm_and_bias=r.optim.decay_norm_and_bias)
         self.scheduler = build_scheduler(self.optimizer, self.total, r.optim.warmup, r.optim.schedule)
         self.scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" and info.device.type == "cuda" else None
-        self.state = TrainerState(extra={"global_batch": batch, "total_steps": self.total})
+        self.state = TrainerState(extra={"global_batch": batch, "total_steps": self.total,
+                                         "batching": r.data.batching})
+        why = random_batching_reason(self.dataset) if r.data.batching == "length" else None
+        if why is not None:
+            inner = getattr(self.dataset, "dataset", self.dataset)
+            self.log(f"note: data.batching = \"length\" draws the batches of {type(inner).__name__} at random: {why}")
         self.resumed_from = self._resume(model) if self.resume else None
         if self.resumed_from is None:
             if self.resume:
@@ -280,6 +286,12 @@ class Trainer:
         if state.extra.get("global_batch", batch) != batch:
             raise ValueError(f"{ckpt}: saved with global batch {state.extra['global_batch']}, now {batch}; the data "
                              f"position would not match (keep train.batch_size when resuming)")
+        # checkpoints from before length-aware batching drew their batches at random
+        saved_batching = state.extra.get("batching", "random")
+        if saved_batching != self.recipe.data.batching:
+            raise ValueError(f"{ckpt}: saved with data.batching = {saved_batching!r}, now "
+                             f"{self.recipe.data.batching!r}; the data position would not match (resume with "
+                             f"--set data.batching={saved_batching})")
         best = self.out_dir / BEST_DIR / EVAL_NAME
         if best.is_file() and self.task.main_metric is not None:
             # best/ is the truth about the best so far: it may be newer than the checkpoint
@@ -460,8 +472,9 @@ class Trainer:
                 epoch = state.epoch
                 if hasattr(self.dataset, "set_epoch"):
                     self.dataset.set_epoch(epoch)
+                lengths = dataset_lengths(self.dataset, epoch) if r.data.batching == "length" else None
                 sampler = GlobalBatchSampler(len(self.dataset), batch, t.seed, epoch, info.rank, world, accum,  # type: ignore[arg-type]
-                                             start_step=state.batch_in_epoch)
+                                             start_step=state.batch_in_epoch, lengths=lengths)
                 loader_gen.manual_seed(mix_seed(t.seed, epoch, 0xD1CE))
                 loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.task.collate,
                                     num_workers=r.data.num_workers, generator=loader_gen,
