@@ -205,10 +205,14 @@ def run_transformers_inference(kind: str, corpus: Path, checkpoint: Path, hf_dir
     from lxmert.api import inference_recipe, make_task
     from lxmert.evaluation import get_metric
     from lxmert.evaluation.submissions import write_predictions
+    from lxmert.text import AnswerTable
 
     start = time.perf_counter()
     model = transformers.LxmertForQuestionAnswering.from_pretrained(hf_dir).eval()
     task = make_task(inference_recipe("vqa", checkpoint, inference_sets([])), corpus)
+    # the table the checkpoint's head was built with (qa_checkpoint), as lxmert's side uses
+    # it (Task.load_model); the data root's own table may be another
+    task.answers = AnswerTable.from_name("vqa")
     answers = task.answers.answers
     dataset = task.make_dataset(split, train=False)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate)

@@ -335,9 +335,11 @@ class TextBatches:
 
 def _pipeline_batches(lengths: Sequence[int], batch_size: int, seed: int) -> tuple[list[list[int]], str]:
     """Length-bucketed index batches as the trainer draws them (`data.batching = "length"`)."""
-    from lxmert.training.sampler import GlobalBatchSampler
+    from lxmert.training.sampler import WINDOW_BATCHES, GlobalBatchSampler
 
-    sampler = GlobalBatchSampler(len(lengths), batch_size, seed, 0, lengths=lengths)
+    # the full window, as a real fine-tuning set (thousands of steps per epoch) gets it;
+    # the small pools here would get smaller windows by default (`training_window`)
+    sampler = GlobalBatchSampler(len(lengths), batch_size, seed, 0, lengths=lengths, window_batches=WINDOW_BATCHES)
     return [list(b) for b in sampler], "lxmert.training.sampler.GlobalBatchSampler (data.batching = length)"
 
 
