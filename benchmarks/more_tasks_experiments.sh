@@ -18,7 +18,7 @@ for stage in $STAGES; do
   case $stage in
   world)
     lxmert synth "$W/world" --images 1000 --store --quiet --overwrite
-    python -c "from lxmert.data.synth.beyond import derive_beyond_tasks as d; print(d('$W/world'))" ;;
+    python -c "from lxmert.data.synth.more_tasks import derive_more_tasks as d; print(d('$W/world'))" ;;
   base)   # the starting checkpoint: VQA of the world, from scratch
     /usr/bin/time -f "%e s" lxmert finetune vqa "${COMMON[@]}" --epochs 8 --lr 1e-3 --out "$W/vqa-base" "${MODEL[@]}" ;;
   plain)  # two epochs of plain fine-tuning from it, three seeds

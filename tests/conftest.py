@@ -69,7 +69,7 @@ def fault_runs(tmp_path_factory, fault_world):
 
 
 # ---------------------------------------------------------------------------- fault tables
-# Every `test_case[...]` of tests/test_faults_*.py is one case of issue 21's list; the
+# Every `test_case[...]` of tests/faults/test_faults_*.py is one case of issue 21's list; the
 # summary line counts those that ran, so the figure "N cases, all refused clearly or
 # handled" comes from the suite itself.
 
@@ -77,7 +77,7 @@ _FAULT_RESULTS: dict[str, tuple[str, int | None]] = {}
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "fault_case: one case of a fault table (tests/test_faults_*.py)")
+    config.addinivalue_line("markers", "fault_case: one case of a fault table (tests/faults/test_faults_*.py)")
 
 
 def pytest_collection_modifyitems(items):

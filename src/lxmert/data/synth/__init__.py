@@ -44,11 +44,11 @@ The modules, each importing only those above it:
 - `render`: scenes drawn to pictures (`render_scene`, `render_world_image`);
 - `writer`: `generate_world`;
 - `baseline`: `text_prior_baseline`;
-- `beyond`: A-OKVQA / VizWiz / classification files derived from a world.
+- `more_tasks`: A-OKVQA / VizWiz / classification files derived from a world.
 """
 
 from lxmert.data.synth.baseline import text_prior_baseline
-from lxmert.data.synth.beyond import derive_beyond_tasks
+from lxmert.data.synth.more_tasks import derive_more_tasks
 from lxmert.data.synth.config import PICTURE_CHOICES, SynthConfig
 from lxmert.data.synth.detector import (BACKGROUNDS, DETECTOR_ATTRIBUTE_IDS, DETECTOR_OBJECT_IDS, FEATURE_CODES,
                                         PARTS, FeatureFunction, detector_record)
@@ -104,5 +104,5 @@ __all__ = [
     "read_world_config",
     "scene_for_id",
     "world_scene",
-    "derive_beyond_tasks",
+    "derive_more_tasks",
 ]
