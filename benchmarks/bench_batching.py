@@ -12,17 +12,14 @@ Two parts:
   seed), a hook recording every micro-batch's shape; reports seconds per step (from the
   loop's metrics.jsonl), padded / real tokens, the loss curves and the final validation.
 
-Pre-training datasets change per epoch (mismatched sentences), so the trainer batches them
-at random until the dataset gives `epoch_lengths(epoch)` (see `lxmert.training.sampler`).
-`--project-epoch-lengths` measures what that would bring: the benchmark hands the trainer a
-pre-training task whose dataset answers `epoch_lengths(epoch)` from its own items (the
-length of the `input_ids` each example really has in that epoch). It is a projection of a
-data-layer change, labelled so in the output, not what `lxmert pretrain` does today.
+Pre-training datasets change per epoch (mismatched sentences); the trainer buckets them by
+`PretrainingDataset.epoch_lengths(epoch)`, the lengths of the sentences the examples carry
+in that epoch (see `lxmert.training.sampler`).
 
 The default data root is the generated real-length corpus (`common.real_length_corpus`).
 
 Run:  python benchmarks/bench_batching.py --recipe lxr955-pretrain --train-steps 40 \
-          --set train.batch_size=32 [--project-epoch-lengths] [--json OUT]
+          --set train.batch_size=32 [--json OUT]
       python benchmarks/bench_batching.py --recipe demo-vqa --data demo-out/world
 """
 
@@ -39,9 +36,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lxmert.api import make_task  # noqa: E402
 
 from common import StepRecorder, machine_info, real_length_corpus, step_seconds, write_json  # noqa: E402
 
@@ -49,43 +47,6 @@ BATCHINGS = ("length", "random")
 #: overrides that point the packaged pre-training recipes at the generated corpus
 CORPUS_SETS = ['data.train=["mscoco_train"]', 'data.valid="mscoco_minival"', 'data.features=["features/store"]',
                "data.num_workers=0"]
-
-
-class EpochLengthsFromItems:
-    """A dataset view that answers `epoch_lengths(epoch)` from the dataset's own items: the
-    projection of `PretrainingDataset.epoch_lengths` (everything else is the dataset's)."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-        self.cache: dict[int, np.ndarray] = {}
-
-    def epoch_lengths(self, epoch: int) -> np.ndarray:
-        if epoch not in self.cache:
-            self.cache[epoch] = np.array([len(self.dataset[(epoch, i)]["input_ids"]) for i in range(len(self))])
-        return self.cache[epoch]
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: Any) -> Any:
-        return self.dataset[index]
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-
-def make_task(recipe, data: Path, project: bool):
-    from lxmert.api import make_task as real_make_task
-
-    task = real_make_task(recipe, data)
-    if project:
-        if not hasattr(task.train_dataset(), "set_epoch"):
-            raise ValueError(f"--project-epoch-lengths is for pre-training datasets; {recipe.task} has none")
-        projected = EpochLengthsFromItems(task.train_dataset())
-        task.train_dataset = lambda: projected  # the one method the loop asks for the training set
-    return task
 
 
 def training_tokens(task, recipe, steps: int) -> dict[str, Any]:
@@ -141,12 +102,11 @@ def train(task, recipe, work: Path, name: str) -> dict[str, Any]:
 
 
 def run(recipe_name: str, data: str | None = None, sets: list[str] | None = None, train_steps: int = 0,
-        project: bool = False, progress: bool = True) -> dict[str, Any]:
+        progress: bool = True) -> dict[str, Any]:
     from lxmert.training.recipe import load_recipe
 
     log = print if progress else (lambda *a, **k: None)
-    result: dict[str, Any] = {"recipe": recipe_name, "sets": sets or [], "projected_epoch_lengths": project,
-                              "machine": machine_info(), "batchings": {}}
+    result: dict[str, Any] = {"recipe": recipe_name, "sets": sets or [], "machine": machine_info(), "batchings": {}}
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-batching-")))
         root = Path(data) if data else work / "corpus"
@@ -157,7 +117,7 @@ def run(recipe_name: str, data: str | None = None, sets: list[str] | None = None
         for batching in BATCHINGS:
             recipe = load_recipe(recipe_name, [*extra, "train.progress=false", *(sets or []),
                                                f"data.batching={batching}"])
-            task = make_task(recipe, root, project and batching == "length")
+            task = make_task(recipe, root)
             steps = train_steps or recipe.train.max_steps or recipe.train.epochs * (
                 len(task.train_dataset()) // recipe.train.batch_size)
             got: dict[str, Any] = {"train_tokens": training_tokens(task, recipe, steps), "eval_tokens": eval_tokens(task)}
@@ -171,9 +131,7 @@ def run(recipe_name: str, data: str | None = None, sets: list[str] | None = None
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"{result['recipe']} {' '.join(result['sets'])}"
-             + (" [PROJECTION: pre-training bucketed by epoch_lengths computed from its items]"
-                if result["projected_epoch_lengths"] else "")]
+    lines = [f"{result['recipe']} {' '.join(result['sets'])}"]
     for batching, got in result["batchings"].items():
         tr, ev = got["train_tokens"], got["eval_tokens"]
         line = (f"  {batching:6}: training {tr['steps']} steps: {tr['padded_tokens']} text ids fed for "
@@ -199,11 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="data root (default: a generated real-length corpus)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--train-steps", type=int, default=0, help="also train N steps with each batching")
-    parser.add_argument("--project-epoch-lengths", action="store_true",
-                        help="pre-training: bucket by the lengths the examples have in each epoch (a projection)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = run(args.recipe, args.data, args.sets, args.train_steps, args.project_epoch_lengths)
+    result = run(args.recipe, args.data, args.sets, args.train_steps)
     print(report(result))
     if args.json:
         write_json(args.json, result)

@@ -8,8 +8,8 @@ copy the repository to a GPU machine and run
     python benchmarks/gpu_pretrain.py --device cpu --steps 2 --tiny   # smoke test, no GPU
 
 lxmert runs the way its pipeline would: bf16 autocast, SDPA (flash / memory-efficient
-kernels), sparse MLM logits, dynamic padding (of random batches, as `lxmert pretrain` draws
-them today; `--batching length` buckets them with the trainer's sampler), fused AdamW,
+kernels), sparse MLM logits, dynamic padding of length-bucketed batches (`--batching
+length`, the default, as `lxmert pretrain` draws them; `random` for unbucketed), fused AdamW,
 batches built on the host in pinned memory and copied with `non_blocking=True`.
 transformers runs as its documentation does (fp32, eager attention, padded to 20, torch
 AdamW); with `--hf-bf16` it also gets bf16 autocast, to separate precision from the rest.
@@ -178,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hf-bf16", action="store_true", help="also time transformers under bf16 autocast")
     p.add_argument("--no-hf", action="store_true", help="skip transformers")
     p.add_argument("--pad-multiple", type=int, default=8, help="round lxmert's padded length up to this")
-    p.add_argument("--batching", choices=("random", "length"), default="random",
-                   help="lxmert's batches: random (what `lxmert pretrain` draws today) or length-bucketed "
-                        "(a projection: pre-training bucketed once its dataset gives epoch_lengths)")
+    p.add_argument("--batching", choices=("random", "length"), default="length",
+                   help="lxmert's batches: length-bucketed by the trainer's sampler (what `lxmert pretrain` "
+                        "draws) or random")
     p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--tiny", action="store_true", help="a small config (smoke tests)")
     p.add_argument("--json", default=None)
@@ -203,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     n_batches = 8
     raw_lengths = [sample_lengths(bsz, g) for _ in range(n_batches)]
     if args.batching == "length":
-        # the trainer's bucketing (one window of these batches), as pre-training would get it
-        # once its dataset gives epoch_lengths(); today `lxmert pretrain` draws random batches
+        # the trainer's bucketing (one window of these batches), as `lxmert pretrain` draws them
         from lxmert.training.sampler import bucket_by_length
 
         pool = np.asarray([x for lens in raw_lengths for x in lens])

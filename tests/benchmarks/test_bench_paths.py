@@ -213,3 +213,22 @@ def test_attention_splits_have_cheap_backwards():
         (lang.sum() + visn.sum()).backward()
     names = {e.name for e in prof.events()}
     assert "aten::select_backward" not in names and "aten::slice_backward" not in names
+
+
+def test_batching_benchmark_buckets_pretraining_by_the_carried_lengths(tmp_path):
+    """bench_batching on a small real-length corpus: lxr955's pre-training (a tiny model)
+    through the real loop, bucketed (by `epoch_lengths`) and at random."""
+    import bench_batching
+    from bench_commands import QUICK_MODEL
+    from common import real_length_corpus
+
+    corpus = tmp_path / "corpus"
+    real_length_corpus(corpus, images=30, questions_per_image=10, feat_dim=64)
+    sets = [*bench_batching.CORPUS_SETS, *QUICK_MODEL, "model.visual_feat_dim=64", "train.batch_size=8",
+            "data.valid_limit=16"]
+    result = bench_batching.run("lxr955-pretrain", str(corpus), sets, train_steps=3, progress=False)
+    got = result["batchings"]
+    assert got["length"]["train_tokens"]["padding_fraction"] < 0.5 * got["random"]["train_tokens"]["padding_fraction"]
+    for batching in ("length", "random"):
+        assert len(got[batching]["train"]["losses"]) == 3
+    assert "lxr955-pretrain" in bench_batching.report(result)

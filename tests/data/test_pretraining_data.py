@@ -240,3 +240,34 @@ def test_split_paths(world: Path):
         world / "lxmert/mscoco_train.json", world / "lxmert/mscoco_minival.json"]
     with pytest.raises(FileNotFoundError, match=r"'vgnococo'.*splits in .*mscoco_minival"):
         split_paths(world / "lxmert", "mscoco_train,vgnococo")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"match_sources": ["vg"]}])
+def test_epoch_lengths_are_the_lengths_the_examples_carry(world: Path, kwargs):
+    ds = dataset(world, **kwargs)
+    for epoch in (0, 3):
+        lengths = ds.epoch_lengths(epoch)
+        assert lengths.shape == (len(ds),) and lengths.dtype == np.int64
+        carried = [len(ds[(epoch, i)]["input_ids"]) for i in range(len(ds))]
+        assert lengths.tolist() == carried, "the sentence draw replayed, mismatched ones included"
+    mismatched = [i for i in range(len(ds)) if ds[(0, i)]["matched_label"] == 0]
+    assert mismatched and not np.array_equal(ds.epoch_lengths(0), ds.lengths), "not the own sentences'"
+    assert not np.array_equal(ds.epoch_lengths(0), ds.epoch_lengths(1))
+
+
+def test_length_buckets_of_pretraining_carry_no_matching_cue(world: Path):
+    """Bucketed by the carried lengths, matched and mismatched examples of a batch have the
+    same length spread (bucketing by the OWN lengths would sort the mismatched ones apart)."""
+    from lxmert.training.sampler import GlobalBatchSampler
+
+    ds = dataset(world)
+    lengths = ds.epoch_lengths(0)
+    spreads = []
+    for batch in GlobalBatchSampler(len(ds), 32, 0, 0, lengths=lengths, window_batches=8):
+        items = [ds[(0, int(i))] for i in batch]
+        carried = {int(e["matched_label"]): [] for e in items}
+        for e in items:
+            carried[int(e["matched_label"])].append(len(e["input_ids"]))
+        if len(carried.get(0, [])) and len(carried.get(1, [])):
+            spreads.append(abs(np.mean(carried[0]) - np.mean(carried[1])))
+    assert spreads and float(np.mean(spreads)) < 1.0, spreads

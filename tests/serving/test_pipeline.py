@@ -15,8 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from support.serving import (picture, save_nlvr2, save_pretraining, save_qa, store_of, tiny_detector_config,
-                          world_answers, world_with_pictures)
+from support.serving import (picture, save_nlvr2, save_pretraining, save_qa, store_of, tiny_detector_config)
 
 import lxmert
 from lxmert.api import ask, load_for_inference, predict
@@ -24,25 +23,6 @@ from lxmert.errors import CheckpointError
 from lxmert.features.store import FeatureStore
 from lxmert.pipeline import MatchingPipeline, NLVR2Pipeline, RegionFeatures, VQAPipeline, pipeline
 from lxmert.text import LxmertTokenizer
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small matrices: a second intra-op thread only spin-waits on a shared 2-core machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return world_with_pictures(tmp_path_factory.mktemp("pipeline-world"))
-
-
-@pytest.fixture(scope="module")
-def qa(world, tmp_path_factory) -> Path:
-    return save_qa(tmp_path_factory.mktemp("qa") / "ckpt", world_answers(world), world)
 
 
 @pytest.fixture(scope="module")

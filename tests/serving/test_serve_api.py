@@ -13,18 +13,16 @@ import sys
 import threading
 import time
 from http.client import HTTPConnection
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("starlette", reason="the 'serve' extra (starlette, uvicorn, python-multipart) is not installed")
 pytest.importorskip("uvicorn", reason="the 'serve' extra is not installed")
 pytest.importorskip("multipart", reason="the 'serve' extra (python-multipart) is not installed")
 
 from support.serving import (get_json, multipart, picture, png_bytes, post_json, post_upload, request, save_qa,
-                          store_of, tiny_detector_config, world_answers, world_with_pictures)
+                          store_of, tiny_detector_config, world_answers)
 
 from lxmert.pipeline import VQAPipeline, pipeline
 from lxmert.serve.limits import Limits
@@ -32,24 +30,6 @@ from lxmert.serve.server import BackgroundServer
 from lxmert.serve.service import VQAService
 
 UPLOAD_LIMIT = 200 * 1024
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return world_with_pictures(tmp_path_factory.mktemp("serve-world"))
-
-
-@pytest.fixture(scope="module")
-def qa(world, tmp_path_factory) -> Path:
-    return save_qa(tmp_path_factory.mktemp("serve-qa") / "ckpt", world_answers(world), world)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -21,8 +20,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
 pytest.importorskip("starlette", reason="the 'serve' extra is not installed")
 
-from support.serving import (picture, png_bytes, save_qa, store_of, tiny_detector_config, world_answers,
-                          world_with_pictures)
+from support.serving import (picture, png_bytes, save_qa, store_of, tiny_detector_config)
 
 from lxmert.pipeline import pipeline
 from lxmert.serve.server import BackgroundServer
@@ -33,22 +31,8 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-backgroun
          "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,900"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return world_with_pictures(tmp_path_factory.mktemp("browser-world"))
-
-
-@pytest.fixture(scope="module")
-def store_pipe(world, tmp_path_factory):
-    qa = save_qa(tmp_path_factory.mktemp("browser-qa") / "ckpt", world_answers(world), world)
+def store_pipe(world, qa):
     return pipeline("vqa", model=qa, features=store_of(world))
 
 

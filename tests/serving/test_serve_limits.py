@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from support.serving import picture, png_bytes, store_of, world_with_pictures
+from support.serving import picture, png_bytes, store_of
 
 from lxmert.data.synth import render_world_image
 from lxmert.features.store import FeatureStore
@@ -109,11 +109,6 @@ def test_bad_limits(kwargs):
 
 
 # ------------------------------------------------------------------------------ catalog
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return world_with_pictures(tmp_path_factory.mktemp("catalog-world"))
-
-
 def test_a_world_offers_its_test_images_with_their_pictures(world):
     store = FeatureStore.open(store_of(world))
     catalog = ImageCatalog(store)

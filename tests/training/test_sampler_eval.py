@@ -137,3 +137,26 @@ def test_outputs_restore_file_order_of_every_per_example_field(trained):
             position += 1
     expected = sum(float(torch.as_tensor(dataset[i]["input_ids"]).sum()) for i in range(len(dataset)))
     assert meter.mean == pytest.approx(expected / len(dataset))
+
+
+def test_pretraining_validation_does_not_depend_on_the_batches(trained, tmp_path):
+    """Each pre-training loss is a mean over its own targets; with matching kept to region
+    descriptions (demo-pretrain) a length-sorted batch may hold no matching example at all,
+    so a batch-size weighting would make the split's losses depend on the batching."""
+    world, _ = trained
+    out = tmp_path / "pre"
+    assert main(["pretrain", "--data", str(world), "--out", str(out), "--config", "demo-pretrain",
+                 "--max-steps", "4", "--batch-size", "16", *_sets(*TINY)]) == 0
+    metrics = {}
+    for batching in ("random", "length"):
+        m = tmp_path / f"{batching}.json"
+        assert main(["evaluate", "pretrain", "--data", str(world), "--checkpoint", str(out / "last"),
+                     "--out", str(m), *_sets(f"data.batching={batching}", "data.eval_batch_size=8")]) == 0
+        metrics[batching] = json.loads(m.read_text())
+    assert metrics["length"].keys() == metrics["random"].keys() and "matched_loss" in metrics["random"]
+    for key, value in metrics["random"].items():
+        assert metrics["length"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    weights = json.loads((out / "recipe.json").read_text())["pretrain"]["loss_weights"]
+    assert weights, "demo-pretrain scales some losses"
+    parts = sum(v * weights.get(k[:-len("_loss")], 1.0) for k, v in metrics["random"].items() if k.endswith("_loss"))
+    assert metrics["random"]["loss"] == pytest.approx(parts, rel=1e-6), "the total: the model's weighted sum of the means"

@@ -8,7 +8,8 @@
 - `qa.VQADataset`, `qa.GQADataset` (and the `qa.QADataset` base), `nlvr2.NLVR2Dataset`.
 - `jsonl`: a general image-text JSONL format for your own pre-training data.
 - `masking`: the paper's word and object masking, as pure functions.
-- `collate`: `move_to`, padding helpers and `LengthBucketBatchSampler`.
+- `collate`: `move_to`, padding helpers and the `Batch` type (length-aware batching is
+  the trainer's: `lxmert.training.sampler.GlobalBatchSampler`).
 
 Every dataset has `.collate` (pass it to `DataLoader(collate_fn=...)`), `.lengths` (for
 length bucketing) and produces `Batch(inputs, meta)`: the models' keyword arguments and
@@ -24,7 +25,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Batch": "collate", "LengthBucketBatchSampler": "collate", "move_to": "collate",
+    "Batch": "collate", "move_to": "collate",
     "read_jsonl": "jsonl", "write_jsonl": "jsonl",
     "CaptionSplit": "karpathy", "read_karpathy": "karpathy",
     "IGNORE_INDEX": "masking", "mask_objects": "masking", "mask_tokens": "masking",

@@ -240,6 +240,38 @@ class PretrainingDataset(Dataset):
         """Select the randomness of epoch `epoch` (masks, mismatches, sampled answers)."""
         self.epoch = int(epoch)
 
+    def draw_sentence(self, index: int, rng: np.random.Generator) -> tuple[int, int]:
+        """(the example whose sentence example `index` carries, matched label): its own
+        sentence (1), another image's (0, with probability `match_prob`), or its own
+        without a matching loss (-100) when matching is kept to other sources. The first
+        draws of the example's generator; `__getitem__` and `epoch_lengths` share them."""
+        pool = self._match_pool
+        if pool is not None and not self._matchable[index]:
+            return index, IGNORE_INDEX
+        if self.match_prob > 0 and rng.random() < self.match_prob:
+            img = self.example_image[index]
+            for _ in range(100):
+                other = int(rng.integers(0, len(self))) if pool is None else int(pool[rng.integers(0, len(pool))])
+                if self.example_image[other] != img:
+                    return other, 0
+        return index, 1
+
+    def epoch_lengths(self, epoch: int) -> np.ndarray:
+        """The token count of the sentence each example carries in epoch `epoch` (its own,
+        or the mismatched one), for length-aware batching.
+
+        Bucketing by these, every example of a batch carries a sentence of about the same
+        length whether it is matched or not, so length says nothing about the matching
+        label (bucketing by `.lengths`, each example's OWN sentence, would: see
+        `lxmert.training.sampler.dataset_lengths`). Replays only the sentence draw of each
+        example (no features, no masking): a few microseconds per example, once per epoch.
+        """
+        own = self.tokens.lengths
+        carried = np.empty(len(self), dtype=np.int64)
+        for index in range(len(self)):
+            carried[index] = own[self.draw_sentence(index, self.rng(index, epoch))[0]]
+        return carried
+
     def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
 
@@ -266,17 +298,7 @@ class PretrainingDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} examples")
         rng = self.rng(index, epoch)
         img = int(self.example_image[index])
-        sentence_of = index
-        matched = 1
-        pool = self._match_pool
-        if pool is not None and not self._matchable[index]:
-            matched = IGNORE_INDEX  # not a matching example: own sentence, no matching loss
-        elif self.match_prob > 0 and rng.random() < self.match_prob:
-            for _ in range(100):
-                other = int(rng.integers(0, len(self))) if pool is None else int(pool[rng.integers(0, len(pool))])
-                if self.example_image[other] != img:
-                    sentence_of, matched = other, 0
-                    break
+        sentence_of, matched = self.draw_sentence(index, rng)
         input_ids, mlm_labels = mask_tokens(
             self.tokens[sentence_of], rng, vocab_size=self.tokenizer.vocab_size, mask_id=self.tokenizer.mask_id,
             special_ids=self._special_ids, prob=self.word_mask_prob,

@@ -111,8 +111,7 @@ class LxmertForClassification(LxmertPreTrainedModel):
         """Returns `logits` [B, n_labels] (and `loss` with `labels`), as `LxmertForNLVR2`."""
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
                           token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
-        out = LxmertForNLVR2Output(**{k: getattr(enc, k) for k in enc.keys()
-                                      if k not in ("language_output", "vision_output")})
+        out = LxmertForNLVR2Output(**enc.carried("language_output", "vision_output"))
         out.logits = self.classifier(enc.pooled_output)
         if labels is not None:
             out.loss = classification_loss(out.logits, labels, self.multi_label)

@@ -153,8 +153,7 @@ class LxmertForImageTextMatching(LxmertPreTrainedModel):
         cross-entropy of the pre-training matching objective."""
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
                           token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
-        out = LxmertForImageTextMatchingOutput(**{k: getattr(enc, k) for k in enc.keys()
-                                                  if k not in ("language_output", "vision_output")})
+        out = LxmertForImageTextMatchingOutput(**enc.carried("language_output", "vision_output"))
         out.logits = self.cls.seq_relationship(enc.pooled_output)
         out.scores = match_score(out.logits)
         if labels is not None:

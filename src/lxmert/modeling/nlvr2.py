@@ -52,8 +52,7 @@ class LxmertForNLVR2(LxmertPreTrainedModel):
                           flat(visual_attention_mask), twice(token_type_ids), twice(inputs_embeds),
                           output_attentions, output_hidden_states)
         pooled = enc.pooled_output.reshape(b, -1)
-        out = LxmertForNLVR2Output(**{k: getattr(enc, k) for k in enc.keys()
-                                      if k not in ("language_output", "vision_output", "pooled_output")})
+        out = LxmertForNLVR2Output(**enc.carried("language_output", "vision_output", "pooled_output"))
         out.pooled_output = pooled
         out.logits = self.logit_fc(pooled)
         if labels is not None:

@@ -24,6 +24,11 @@ class ModelOutput:
     def keys(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
+    def carried(self, *dropped: str) -> dict[str, Any]:
+        """The set fields but `dropped`: what a head model copies from the encoder's output
+        into its own (heads drop the sequence outputs they consumed)."""
+        return {k: getattr(self, k) for k in self.keys() if k not in dropped}
+
 
 @dataclass
 class EncoderOutputs(ModelOutput):

@@ -90,7 +90,7 @@ class LxmertForPreTraining(LxmertPreTrainedModel):
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
                           token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
         lang, visn, pooled = enc.language_output, enc.vision_output, enc.pooled_output
-        out = LxmertForPreTrainingOutput(**{k: getattr(enc, k) for k in enc.keys()})
+        out = LxmertForPreTrainingOutput(**enc.carried())
         losses: dict[str, torch.Tensor] = {}
 
         if sparse_mlm and labels is not None:

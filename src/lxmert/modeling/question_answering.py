@@ -107,8 +107,7 @@ class LxmertForQuestionAnswering(LxmertPreTrainedModel):
     ) -> LxmertForQuestionAnsweringOutput:
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
                           token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
-        out = LxmertForQuestionAnsweringOutput(**{k: getattr(enc, k) for k in enc.keys()
-                                                   if k not in ("language_output", "vision_output")})
+        out = LxmertForQuestionAnsweringOutput(**enc.carried("language_output", "vision_output"))
         out.question_answering_score = self.answer_head(enc.pooled_output)
         if labels is not None:
             out.loss = qa_loss(out.question_answering_score, labels)

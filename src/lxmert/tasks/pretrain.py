@@ -185,11 +185,18 @@ class PretrainTask(Task):
             inputs = batch.inputs
             out = model(**self.targets(inputs, None), sparse_mlm=True)
             b = batch.size
-            add("loss", float(out.loss) * b, b)
-            for k, v in (out.losses or {}).items():
-                add(f"{k}_loss", float(v) * b, b)
             labels = inputs["labels"]
             chosen = labels != IGNORE_INDEX
+            # each loss is a mean over its own targets (masked words, matching examples,
+            # QA examples; every object for the visual ones): weighted by their count, the
+            # split's mean does not depend on how the batches were formed (length-sorted
+            # or not), as a batch-size weighting would
+            counts_of = {"mlm": float(chosen.sum()), "matched": float((inputs["matched_label"] != IGNORE_INDEX).sum()),
+                         "qa": float((inputs["ans"] != IGNORE_INDEX).sum())}
+            for k, v in (out.losses or {}).items():
+                n = counts_of.get(k, float(b))
+                if n > 0:
+                    add(f"{k}_loss", float(v) * n, n)
             if p.mask_lm and chosen.any():
                 add("mlm_accuracy", float((out.prediction_logits.argmax(-1) == labels[chosen]).sum()),
                     float(chosen.sum()))
@@ -214,4 +221,10 @@ class PretrainTask(Task):
                         add(f"{key}_accuracy", float(hit[mask].sum()), float(mask.sum()))
         if not batches:
             return {}
-        return {k: sums[k] / counts[k] for k in sums if counts[k] > 0}
+        means = {k: sums[k] / counts[k] for k in sums if counts[k] > 0}
+        # the total as the model sums it (loss_weights included), of the split's means
+        scale = p.loss_weights or {}
+        parts = [(k[:-len("_loss")], v) for k, v in means.items() if k.endswith("_loss")]
+        if parts:
+            means = {"loss": sum(v * float(scale.get(name, 1.0)) for name, v in parts), **means}
+        return means
