@@ -228,7 +228,8 @@ def test_batching_benchmark_buckets_pretraining_by_the_carried_lengths(tmp_path)
             "data.valid_limit=16"]
     result = bench_batching.run("lxr955-pretrain", str(corpus), sets, train_steps=3, progress=False)
     got = result["batchings"]
-    assert got["length"]["train_tokens"]["padding_fraction"] < 0.5 * got["random"]["train_tokens"]["padding_fraction"]
+    # 60 steps per epoch: windows of 3 batches (training_window), so buckets of 24 examples
+    assert got["length"]["train_tokens"]["padding_fraction"] < 0.75 * got["random"]["train_tokens"]["padding_fraction"]
     for batching in ("length", "random"):
         assert len(got[batching]["train"]["losses"]) == 3
     assert "lxr955-pretrain" in bench_batching.report(result)

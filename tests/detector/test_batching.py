@@ -21,6 +21,8 @@ import torch
 from lxmert.detector import DetectorConfig, FasterRCNN, FeatureExtractor, random_init_, to_model_input
 from lxmert.detector.preprocess import batch_images
 
+from support.detector import assert_same_record
+
 torch.set_num_threads(1)
 
 TINY = dict(blocks=(1, 1, 1, 1), min_size=128, max_size=200, rpn_post_nms_topk=80, pooler_resolution=4)
@@ -30,12 +32,6 @@ TINY = dict(blocks=(1, 1, 1, 1), min_size=128, max_size=200, rpn_post_nms_topk=8
 # The last one resizes to the first one's size: those two share a backbone pass.
 SHAPES = [(120, 160), (90, 100), (200, 90), (77, 131), (150, 150), (61, 200), (240, 320)]
 
-# float rounding of shape-dependent conv kernels (see the module docstring)
-FEATURE_RTOL = 1e-5  # relative to the largest feature of the image
-BOX_ATOL = 1e-2  # pixels of the original image
-PROB_ATOL = 1e-6
-
-
 def image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth random picture (blobs, not white noise), uint8 RGB."""
     rng = np.random.RandomState(seed)
@@ -43,35 +39,6 @@ def image(h: int, w: int, seed: int = 0) -> np.ndarray:
     big = np.kron(small, np.ones((8, 8, 1)))[:h, :w]
     big = np.pad(big, ((0, max(0, h - big.shape[0])), (0, max(0, w - big.shape[1])), (0, 0)), mode="edge")
     return (big * 255).astype(np.uint8)
-
-
-def assert_same_record(a: dict, b: dict) -> None:
-    """Same boxes (as a set, coordinates to ``BOX_ATOL``) with the same ids, features and
-    probabilities; their order may differ only among boxes whose scores tie.
-
-    Ties are real: thin boxes that RoIPool quantises to the same bins get bit-identical
-    features and scores, and the selection then keeps them in proposal order, which float
-    rounding of the RPN's objectness can flip.
-    """
-    assert a["img_id"] == b["img_id"] and (a["img_h"], a["img_w"]) == (b["img_h"], b["img_w"])
-    n = a["num_boxes"]
-    assert n == b["num_boxes"], a["img_id"]
-    dist = np.abs(a["boxes"][:, None, :] - b["boxes"][None, :, :]).max(-1)
-    perm = dist.argmin(1)  # box i of `a` is box perm[i] of `b`
-    assert (dist[np.arange(n), perm] <= BOX_ATOL).all(), (a["img_id"], dist.min(1).max())
-    assert sorted(perm.tolist()) == list(range(n)), a["img_id"]
-    conf = a["objects_conf"]
-    for i in range(n):
-        for j in range(i + 1, n):
-            if perm[i] > perm[j]:  # order swapped: only allowed for tied scores
-                assert abs(conf[i] - conf[j]) <= PROB_ATOL, (a["img_id"], i, j, conf[i], conf[j])
-    for k in ("objects_id", "attrs_id"):
-        assert np.array_equal(a[k], b[k][perm]), (a["img_id"], k)
-    scale = float(np.abs(a["features"]).max())
-    np.testing.assert_allclose(b["features"][perm], a["features"], rtol=0, atol=FEATURE_RTOL * scale,
-                               err_msg=a["img_id"])
-    for k in ("objects_conf", "attrs_conf"):
-        np.testing.assert_allclose(b[k][perm], a[k], rtol=0, atol=PROB_ATOL, err_msg=f"{a['img_id']} {k}")
 
 
 def extract_both(ex: FeatureExtractor, items: list, batch_sizes: tuple[int, ...]) -> tuple[list, dict]:

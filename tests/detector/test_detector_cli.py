@@ -14,6 +14,8 @@ from lxmert.detector import DetectorConfig
 from lxmert.features.store import FeatureStore
 from lxmert.features.tsv import read_tsv
 
+from support.detector import assert_same_record
+
 torch.set_num_threads(1)
 
 
@@ -66,7 +68,6 @@ def test_extract_writes_tsv_and_store_then_resumes(setup, capsys):
 def test_batch_option_gives_the_one_at_a_time_rows(setup):
     """``--batch 2`` pads the two images (90x120 and 100x80: different sizes and aspect
     ratios) into one forward pass; the rows equal those of ``--batch 1`` to float rounding."""
-    from test_detector_batching import assert_same_record
 
     tmp_path, imgs, cfg = setup
     rows = {}
