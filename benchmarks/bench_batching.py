@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lxmert.api import make_task  # noqa: E402
 
-from common import StepRecorder, machine_info, real_length_corpus, step_seconds, write_json  # noqa: E402
+from common import finish, StepRecorder, machine_info, real_length_corpus, step_seconds  # noqa: E402
 
 BATCHINGS = ("length", "random")
 #: overrides that point the packaged pre-training recipes at the generated corpus
@@ -160,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     result = run(args.recipe, args.data, args.sets, args.train_steps)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, report, args.json)
 
 
 if __name__ == "__main__":

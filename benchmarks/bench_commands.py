@@ -48,8 +48,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (StepRecorder, configure_threads, format_table, gemm_rate, hf_model_from_ours,  # noqa: E402
-                    machine_info, real_length_corpus, step_flops, step_seconds, write_json)
+from common import (finish, StepRecorder, configure_threads, format_table, gemm_rate, hf_model_from_ours,  # noqa: E402
+                    machine_info, real_length_corpus, step_flops, step_seconds)
 
 from lxmert.training.hooks import TrainerHook  # noqa: E402
 
@@ -422,10 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                  batch_size=args.batch_size,
                  figures=figures, amp=args.amp, threads=args.threads, corpus_dir=args.corpus,
                  profile=args.profile)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, report, args.json)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_qa_inference import N_OBJECTS, qa_config  # noqa: E402
-from common import (SOURCES, SentenceSampler, alternate, configure_threads, format_table,  # noqa: E402
-                    machine_info, text_batches, visual_inputs, write_json)
+from common import (finish, SOURCES, SentenceSampler, alternate, configure_threads, format_table,  # noqa: E402
+                    machine_info, text_batches, visual_inputs)
 
 from lxmert.config import LxmertConfig  # noqa: E402
 from lxmert.quantize import answer_agreement, quantize_model  # noqa: E402
@@ -204,10 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, agree_batches=args.agree_batches,
                  source=args.source, threads=args.threads, checkpoint=args.checkpoint,
                  toy_steps=args.toy_steps)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, report, args.json)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import alternate, configure_threads, format_table, machine_info, write_json  # noqa: E402
+from common import finish, alternate, configure_threads, format_table, machine_info  # noqa: E402
 
 from lxmert import LxmertConfig, LxmertForPreTraining  # noqa: E402
 
@@ -63,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     result = run(reps=args.reps, threads=args.threads)
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, report, args.json)
 
 
 if __name__ == "__main__":

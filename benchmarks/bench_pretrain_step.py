@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (PRETRAIN_MIX, SOURCES, SentenceSampler, alternate, comparison_report, configure_threads,  # noqa: E402
+from common import (finish, PRETRAIN_MIX, SOURCES, SentenceSampler, alternate, comparison_report, configure_threads,  # noqa: E402
                     gemm_rate, load_pretraining_pair, machine_info, pretraining_targets, set_gemm_fractions,
-                    step_flops, text_batches, visual_inputs, write_json)
+                    step_flops, text_batches, visual_inputs)
 
 from lxmert.config import LxmertConfig  # noqa: E402
 from lxmert.text import LxmertTokenizer  # noqa: E402
@@ -171,10 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, source=args.source,
                  threads=args.threads, figures=tuple(args.figures.split(",")))
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, report, args.json)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (SOURCES, SentenceSampler, alternate, comparison_report, configure_threads,  # noqa: E402
+from common import (finish, SOURCES, SentenceSampler, alternate, comparison_report, configure_threads,  # noqa: E402
                     gemm_rate, hf_model_from_ours, machine_info, set_gemm_fractions, step_flops, text_batches,
-                    visual_inputs, write_json)
+                    visual_inputs)
 
 from lxmert.config import LxmertConfig  # noqa: E402
 from lxmert.text import LxmertTokenizer  # noqa: E402
@@ -172,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(quick=args.quick, reps=args.reps, batch_size=args.batch_size, source=args.source,
                  threads=args.threads, figures=tuple(args.figures.split(",")))
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, report, args.json)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (SentenceSampler, alternate, configure_threads, format_table, forward_flops,  # noqa: E402
-                    gemm_rate, machine_info, visual_inputs, write_json)
+from common import (finish, SentenceSampler, alternate, configure_threads, format_table, forward_flops,  # noqa: E402
+                    gemm_rate, machine_info, visual_inputs)
 
 from lxmert.config import LxmertConfig  # noqa: E402
 from lxmert.data.collate import text_batch  # noqa: E402
@@ -251,10 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                                         [int(k) for k in args.rerank_k.split(",")], args.rerank_stages.split(","),
                                         progress=True)
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
-    print(report(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, report, args.json)
 
 
 if __name__ == "__main__":

@@ -622,6 +622,15 @@ def write_json(path: "os.PathLike[str] | str", data: Mapping[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def finish(result: Mapping[str, Any], report: Callable[[Any], str], json_path: "os.PathLike[str] | str | None") -> int:
+    """A benchmark's last step: print `report(result)`; keep the raw result at `json_path`
+    (atomically) when given. Returns the exit status (0)."""
+    print(report(result))
+    if json_path:
+        write_json(json_path, result)
+    return 0
+
+
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """A GitHub-markdown table (also readable in a terminal)."""
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
