@@ -21,25 +21,15 @@ import torch
 from lxmert.detector import DetectorConfig, FasterRCNN, FeatureExtractor, random_init_, to_model_input
 from lxmert.detector.preprocess import batch_images
 
-from support.detector import assert_same_record
+from support.detector import TINY, assert_same_record, image
 
 torch.set_num_threads(1)
 
-TINY = dict(blocks=(1, 1, 1, 1), min_size=128, max_size=200, rpn_post_nms_topk=80, pooler_resolution=4)
 
 # (h, w) of decoded images: landscape, portrait, square, long and thin, odd sizes; after
 # resizing they differ in both height and width, so every image but the largest is padded.
 # The last one resizes to the first one's size: those two share a backbone pass.
 SHAPES = [(120, 160), (90, 100), (200, 90), (77, 131), (150, 150), (61, 200), (240, 320)]
-
-def image(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A smooth random picture (blobs, not white noise), uint8 RGB."""
-    rng = np.random.RandomState(seed)
-    small = rng.rand(max(h // 8, 2), max(w // 8, 2), 3)
-    big = np.kron(small, np.ones((8, 8, 1)))[:h, :w]
-    big = np.pad(big, ((0, max(0, h - big.shape[0])), (0, max(0, w - big.shape[1])), (0, 0)), mode="edge")
-    return (big * 255).astype(np.uint8)
-
 
 def extract_both(ex: FeatureExtractor, items: list, batch_sizes: tuple[int, ...]) -> tuple[list, dict]:
     single = [next(iter(ex.extract([it]))) for it in items]

@@ -14,9 +14,9 @@ import torch
 from lxmert.detector import DetectorConfig, FasterRCNN, FeatureExtractor, select_boxes
 from lxmert.detector.config import YAML_KEYS
 
-torch.set_num_threads(1)
+from support.detector import TINY
 
-TINY = dict(blocks=(1, 1, 1, 1), min_size=128, max_size=200, rpn_post_nms_topk=80, pooler_resolution=4)
+torch.set_num_threads(1)
 
 
 def load(tmp_path, text: str, **overrides) -> DetectorConfig:

@@ -24,20 +24,10 @@ from lxmert.detector import (
 from lxmert.detector.model import DetectorOutput
 from lxmert.detector.preprocess import PreparedImage, resized_shape
 
+from support.detector import TINY, image
+
 torch.set_num_threads(1)
 
-# Real layer widths (2048-d features, 1601 classes, 12 anchors), one block per stage and a
-# small pooled grid so a forward pass takes well under a second.
-TINY = dict(blocks=(1, 1, 1, 1), min_size=128, max_size=200, rpn_post_nms_topk=80, pooler_resolution=4)
-
-
-def image(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A smooth random picture (blobs, not white noise), uint8 RGB."""
-    rng = np.random.RandomState(seed)
-    small = rng.rand(max(h // 8, 2), max(w // 8, 2), 3)
-    big = np.kron(small, np.ones((8, 8, 1)))[:h, :w]
-    big = np.pad(big, ((0, max(0, h - big.shape[0])), (0, max(0, w - big.shape[1])), (0, 0)), mode="edge")
-    return (big * 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,15 @@
-"""Comparing two detector records of one image (batched vs one at a time extraction)."""
+"""Detector test helpers: a tiny configuration, smooth random pictures, and the comparison of
+two records of one image (batched vs one at a time extraction)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["assert_same_record", "FEATURE_RTOL", "BOX_ATOL", "PROB_ATOL"]
+__all__ = ["assert_same_record", "image", "TINY", "FEATURE_RTOL", "BOX_ATOL", "PROB_ATOL"]
+
+# Real layer widths (2048-d features, 1601 classes, 12 anchors), one block per stage and a
+# small pooled grid so a forward pass takes well under a second.
+TINY = dict(blocks=(1, 1, 1, 1), min_size=128, max_size=200, rpn_post_nms_topk=80, pooler_resolution=4)
 
 # float rounding of shape-dependent conv kernels (see the module docstring)
 FEATURE_RTOL = 1e-5  # relative to the largest feature of the image
@@ -40,3 +45,12 @@ def assert_same_record(a: dict, b: dict) -> None:
                                err_msg=a["img_id"])
     for k in ("objects_conf", "attrs_conf"):
         np.testing.assert_allclose(b[k][perm], a[k], rtol=0, atol=PROB_ATOL, err_msg=f"{a['img_id']} {k}")
+
+
+def image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth random picture (blobs, not white noise), uint8 RGB."""
+    rng = np.random.RandomState(seed)
+    small = rng.rand(max(h // 8, 2), max(w // 8, 2), 3)
+    big = np.kron(small, np.ones((8, 8, 1)))[:h, :w]
+    big = np.pad(big, ((0, max(0, h - big.shape[0])), (0, max(0, w - big.shape[1])), (0, 0)), mode="edge")
+    return (big * 255).astype(np.uint8)
