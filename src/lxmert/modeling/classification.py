@@ -110,7 +110,8 @@ class LxmertForClassification(LxmertPreTrainedModel):
     ) -> LxmertForNLVR2Output:
         """Returns `logits` [B, n_labels] (and `loss` with `labels`), as `LxmertForNLVR2`."""
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
-                          token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
+                          token_type_ids, inputs_embeds, output_attentions, output_hidden_states,
+                          first_token_only=not self.training)  # the head reads only the pooled [CLS]
         out = LxmertForNLVR2Output(**enc.carried("language_output", "vision_output"))
         out.logits = self.classifier(enc.pooled_output)
         if labels is not None:

@@ -111,6 +111,17 @@ class CrossAttentionBlock(nn.Module):
         lang_out, visn_out = out.split(sizes, dim=1)
         return lang_out, visn_out, l2v, v2l
 
+    def language_side(self, lang: torch.Tensor, lang_mask: torch.Tensor | None, visn: torch.Tensor,
+                      visn_mask: torch.Tensor | None) -> torch.Tensor:
+        """Only the language half of `forward` (words attending to objects): the object
+        queries and their output rows are not computed. Row for row the same arithmetic
+        as `forward`'s language output."""
+        sizes = [lang.shape[1], visn.shape[1]]
+        q, k, v = self.att.split_heads(self.att.qkv(torch.cat([lang, visn], dim=1)))
+        (q_lang, _), (_, k_visn), (_, v_visn) = (t.split(sizes, dim=2) for t in (q, k, v))
+        lang_ctx, _ = self.att.attend(q_lang, k_visn, v_visn, visn_mask)
+        return self.output(lang_ctx, lang)
+
 
 class CrossModalityLayer(nn.Module):
     """LXMERT's cross layer: shared cross-attention, then per-stream self-attention and FFN."""
@@ -139,3 +150,18 @@ class CrossModalityLayer(nn.Module):
         lang = self.lang_output(self.lang_inter(lang), lang)
         visn = self.visn_output(self.visn_inter(visn), visn)
         return lang, visn, (l2v, v2l, lang_probs, visn_probs)
+
+    def first_token(self, lang: torch.Tensor, lang_mask: torch.Tensor | None, visn: torch.Tensor,
+                    visn_mask: torch.Tensor | None) -> torch.Tensor:
+        """The language stream's first row ([CLS]) after this layer, [B, 1, d]: all that the
+        pooler, and so every pooled head (QA, NLVR2, classification, matching), reads of the
+        LAST cross layer. The object stream and the other words' rows of that layer feed
+        nothing there, so they are skipped: the words' cross-attention (all rows: the
+        self-attention's keys), then self-attention with the first row as the only query,
+        then the feed-forward on that row."""
+        lang = self.visual_attention.language_side(lang, lang_mask, visn, visn_mask)
+        att = self.lang_self_att.self
+        q, k, v = att.split_heads(att.qkv(lang))
+        context, _ = att.attend(q[:, :, :1], k, v, lang_mask)
+        first = self.lang_self_att.output(context, lang[:, :1])
+        return self.lang_output(self.lang_inter(first), first)

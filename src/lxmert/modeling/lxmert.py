@@ -36,7 +36,18 @@ class LxmertEncoder(nn.Module):
         visn_mask: torch.Tensor | None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        first_token_only: bool = False,
     ) -> LxmertModelOutput:
+        """`first_token_only`: the last cross layer computes only the language [CLS] row
+        (`CrossModalityLayer.first_token`); `language_output` is then that row, [B, 1, d],
+        and `vision_output` None. Ignored when hidden states or attention maps are asked
+        for (they need every row)."""
+        # int8 layers (dynamically quantised Linear, not an nn.Linear) quantise activations
+        # per tensor: a [CLS]-only feed-forward would get another scale than the whole
+        # layer's (outputs move by ~1e-4, the measured answer agreement with them), so
+        # they keep the full forward
+        first_token_only = (first_token_only and not (output_attentions or output_hidden_states)
+                            and isinstance(self.x_layers[-1].lang_inter.dense, nn.Linear))
         out = LxmertModelOutput()
         keep = output_hidden_states
         lang_states: list[torch.Tensor] = []
@@ -58,7 +69,11 @@ class LxmertEncoder(nn.Module):
                 visn_states.append(visn)
             if output_attentions:
                 maps["vision_attentions"].append(probs)
-        for layer in self.x_layers:
+        last = len(self.x_layers) - 1
+        for i, layer in enumerate(self.x_layers):
+            if first_token_only and i == last:
+                out.language_output = layer.first_token(lang, lang_mask, visn, visn_mask)
+                return out
             lang, visn, (l2v, v2l, lp, vp) = layer(lang, lang_mask, visn, visn_mask, output_attentions)
             if keep:
                 lang_states.append(lang)
@@ -153,17 +168,26 @@ class LxmertModel(LxmertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        first_token_only: bool = False,
     ) -> LxmertModelOutput:
         """`inputs_embeds` are word embeddings BEFORE position/type are added (used by
-        adversarial training to perturb words as VILLA does)."""
+        adversarial training to perturb words as VILLA does).
+
+        `first_token_only=True` (what the pooled heads pass at inference) computes only what
+        `pooled_output` needs: the last cross layer's object stream and its other word rows
+        are skipped, and `language_output` / `vision_output` are None. The pooled output
+        equals the full forward's up to float rounding (tests/modeling/test_first_token.py).
+        int8 models always run the full forward."""
         _check_inputs(input_ids, inputs_embeds, visual_feats, visual_pos, self.config)
         lang = self.embeddings(input_ids, token_type_ids, inputs_embeds)
         dtype = lang.dtype
         lang_mask = additive_mask(attention_mask, dtype)
         visn_mask = additive_mask(visual_attention_mask, dtype)
         out = self.encoder(lang, lang_mask, visual_feats, visual_pos, visn_mask,
-                           output_attentions, output_hidden_states)
+                           output_attentions, output_hidden_states, first_token_only)
         out.pooled_output = self.pooler(out.language_output)
+        if out.vision_output is None:  # the first-token path: only [CLS] was computed
+            out.language_output = None
         return out
 
     # ------------------------------------------------------------------ one modality at a time

@@ -152,7 +152,8 @@ class LxmertForImageTextMatching(LxmertPreTrainedModel):
         and, with `labels` (long [B], 1 = matched, 0 = not, -100 = ignore), the
         cross-entropy of the pre-training matching objective."""
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
-                          token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
+                          token_type_ids, inputs_embeds, output_attentions, output_hidden_states,
+                          first_token_only=not self.training)  # the head reads only the pooled [CLS]
         out = LxmertForImageTextMatchingOutput(**enc.carried("language_output", "vision_output"))
         out.logits = self.cls.seq_relationship(enc.pooled_output)
         out.scores = match_score(out.logits)

@@ -50,7 +50,8 @@ class LxmertForNLVR2(LxmertPreTrainedModel):
 
         enc = self.lxmert(twice(input_ids), flat(visual_feats), flat(visual_pos), twice(attention_mask),
                           flat(visual_attention_mask), twice(token_type_ids), twice(inputs_embeds),
-                          output_attentions, output_hidden_states)
+                          output_attentions, output_hidden_states,
+                          first_token_only=not self.training)  # the head reads only the pooled [CLS]
         pooled = enc.pooled_output.reshape(b, -1)
         out = LxmertForNLVR2Output(**enc.carried("language_output", "vision_output", "pooled_output"))
         out.pooled_output = pooled

@@ -106,7 +106,8 @@ class LxmertForQuestionAnswering(LxmertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> LxmertForQuestionAnsweringOutput:
         enc = self.lxmert(input_ids, visual_feats, visual_pos, attention_mask, visual_attention_mask,
-                          token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
+                          token_type_ids, inputs_embeds, output_attentions, output_hidden_states,
+                          first_token_only=not self.training)  # the head reads only the pooled [CLS]
         out = LxmertForQuestionAnsweringOutput(**enc.carried("language_output", "vision_output"))
         out.question_answering_score = self.answer_head(enc.pooled_output)
         if labels is not None:
