@@ -191,8 +191,14 @@ def _attention(tq: float, tk: float, d: int) -> float:
 
 def forward_flops(config: LxmertConfig, lang_len: float, n_objects: int, *, mlm_rows: float = 0.0,
                   heads: Iterable[str] = (), attention: bool = True,
-                  feat_rows: float | None = None) -> float:
+                  feat_rows: float | None = None, first_token: bool = False) -> float:
     """Forward FLOPs of ONE sample with `lang_len` word pieces and `n_objects` objects.
+
+    `first_token=True`: the last cross layer as the pooled heads run it at inference
+    (`CrossModalityLayer.first_token`): the shared QKV over all rows, the words' attention
+    over objects and their output projection, the words' QKV, one query row of
+    self-attention, its output projection and feed-forward. The default counts the full
+    forward (what transformers runs, and lxmert whenever it needs every row).
 
     `lang_len` is whatever the model is fed (padded length for a padded batch); `heads`
     lists the heads that run: "mlm" (on `mlm_rows` positions), "matched", "obj" (object
@@ -213,7 +219,12 @@ def forward_flops(config: LxmertConfig, lang_len: float, n_objects: int, *, mlm_
     total += config.r_layers * bert_layer(N)
     cross = (_linear(L + N, d, 3 * d) + att(L, N, d) + att(N, L, d) + _linear(L + N, d, d)
              + bert_layer(L) + bert_layer(N))
-    total += config.x_layers * cross
+    if first_token and config.x_layers:
+        last = (_linear(L + N, d, 3 * d) + att(L, N, d) + _linear(L, d, d)
+                + _linear(L, d, 3 * d) + att(1, L, d) + _linear(1, d, d) + _linear(1, d, ff) + _linear(1, ff, d))
+        total += (config.x_layers - 1) * cross + last
+    else:
+        total += config.x_layers * cross
     total += _linear(1, d, d)  # pooler
     heads = set(heads)
     unknown = heads - {"mlm", "matched", "obj", "qa"}
@@ -236,12 +247,14 @@ def forward_flops(config: LxmertConfig, lang_len: float, n_objects: int, *, mlm_
 def step_flops(config: LxmertConfig, lang_lens: Sequence[float], n_objects: int, *,
                mlm_rows: Sequence[float] | None = None, heads: Iterable[str] = (),
                training: bool = False, attention: bool = True,
-               feat_rows: Sequence[float] | None = None) -> float:
-    """Model FLOPs of one batch: per-sample forward FLOPs summed, x3 when training."""
+               feat_rows: Sequence[float] | None = None, first_token: bool = False) -> float:
+    """Model FLOPs of one batch: per-sample forward FLOPs summed, x3 when training
+    (`first_token`: see `forward_flops`)."""
     heads = tuple(heads)
     rows = mlm_rows if mlm_rows is not None else [0.0] * len(lang_lens)
     feats = feat_rows if feat_rows is not None else [None] * len(lang_lens)
-    fwd = sum(forward_flops(config, length, n_objects, mlm_rows=r, heads=heads, attention=attention, feat_rows=f)
+    fwd = sum(forward_flops(config, length, n_objects, mlm_rows=r, heads=heads, attention=attention, feat_rows=f,
+                            first_token=first_token)
               for length, r, f in zip(lang_lens, rows, feats))
     return 3.0 * fwd if training else fwd
 

@@ -43,7 +43,12 @@ def test_head_flops_match_torch_flop_counter():
     cfg = LxmertConfig(**SMALL)
     inputs = _inputs(cfg)
     qa = LxmertForQuestionAnswering(cfg).eval()
-    assert _counted(qa, **inputs) == common.step_flops(cfg, [9] * 3, 12, heads=["qa"], attention=False)
+    # at inference the QA head runs the first-token path; with hidden states, every row
+    assert _counted(qa, **inputs) == common.step_flops(cfg, [9] * 3, 12, heads=["qa"], attention=False,
+                                                       first_token=True)
+    assert _counted(qa, **inputs, output_hidden_states=True) == common.step_flops(cfg, [9] * 3, 12, heads=["qa"],
+                                                                                  attention=False)
+    assert _counted(qa, **inputs, output_attentions=True) == common.step_flops(cfg, [9] * 3, 12, heads=["qa"])
     pre = LxmertForPreTraining(cfg).eval()
     labels = torch.full((3, 9), -100)
     labels[0, 2] = labels[1, 4] = labels[2, 1] = 5
