@@ -59,9 +59,11 @@ def training_tokens(task, recipe, steps: int) -> dict[str, Any]:
     padded = real = 0
     done, epoch = 0, 0
     while done < steps:
-        real_lengths = (dataset.epoch_lengths(epoch) if hasattr(dataset, "epoch_lengths")
-                        else dataset_lengths(dataset))
-        lengths = dataset_lengths(dataset, epoch) if recipe.data.batching == "length" else None
+        # what the trainer buckets by this epoch (pre-training: the carried sentences'; the
+        # per-epoch pass runs once), else the examples' own lengths
+        carried = dataset_lengths(dataset, epoch)
+        real_lengths = carried if carried is not None else dataset_lengths(dataset)
+        lengths = carried if recipe.data.batching == "length" else None
         sampler = GlobalBatchSampler(len(dataset), t.batch_size, t.seed, epoch, lengths=lengths)
         for micro in list(sampler)[: steps - done]:
             padded += len(micro) * int(real_lengths[micro].max())

@@ -304,7 +304,7 @@ class RetrievalTask(Task):
     def encode_gallery(self, model: LxmertForImageTextMatching, dataset: Dataset, n_images: int,
                        sentences: np.ndarray, device: torch.device) -> tuple[EncodedImages, EncodedText]:
         """Every image and every sentence encoded once (the single-modality caches)."""
-        size = self.recipe.data.eval_batch_size or self.recipe.train.batch_size
+        size = self.eval_batch_size
         image_parts, text_parts = [], []
         for start in range(0, n_images, size):
             batch = dataset.image_batch(range(start, min(n_images, start + size)))  # type: ignore[attr-defined]

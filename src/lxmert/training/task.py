@@ -217,20 +217,30 @@ class Task:
         "length"`, else (or when it has none) None, i.e. file order."""
         return dataset_lengths(dataset) if self.recipe.data.batching == "length" else None
 
-    def eval_batch_order(self, dataset: Dataset) -> list[np.ndarray]:
-        """The batches (dataset positions) evaluation runs, in the order it runs them:
-        batches of `data.eval_batch_size` (default: the training batch), sorted by length
-        inside windows of consecutive examples (`lxmert.training.sampler.eval_batch_order`)
-        or, without lengths, in file order."""
-        size = self.recipe.data.eval_batch_size or self.recipe.train.batch_size
-        return eval_batch_order(len(dataset), size, self.eval_lengths(dataset))  # type: ignore[arg-type]
+    @property
+    def eval_batch_size(self) -> int:
+        """`data.eval_batch_size`, by default the training batch."""
+        return self.recipe.data.eval_batch_size or self.recipe.train.batch_size
 
-    def eval_batches(self, dataset: Dataset, device: torch.device) -> Iterator[Batch]:
-        """Every example of `dataset` once, in the batches of `eval_batch_order`, on `device`.
+    def eval_batch_order(self, dataset: Dataset, lengths: np.ndarray | None = None) -> list[np.ndarray]:
+        """The batches (dataset positions) evaluation runs, in the order it runs them:
+        batches of `eval_batch_size`, sorted by length inside windows of consecutive
+        examples (`lxmert.training.sampler.eval_batch_order`) or, without lengths, in file
+        order. `lengths`: `eval_lengths(dataset)` when the caller has it already."""
+        if lengths is None:
+            lengths = self.eval_lengths(dataset)
+        return eval_batch_order(len(dataset), self.eval_batch_size, lengths)  # type: ignore[arg-type]
+
+    def eval_batches(self, dataset: Dataset, device: torch.device,
+                     order: list[np.ndarray] | None = None) -> Iterator[Batch]:
+        """Every example of `dataset` once, in the batches of `order` (default:
+        `eval_batch_order(dataset)`), on `device`.
 
         Length-sorted batches pad little; the order of examples is then NOT the file's (use
         `outputs` for results in file order), which sums and counts do not mind."""
-        loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in self.eval_batch_order(dataset)],
+        if order is None:
+            order = self.eval_batch_order(dataset)
+        loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in order],
                             collate_fn=dataset.collate,  # type: ignore[attr-defined]
                             num_workers=self.recipe.data.num_workers)
         for batch in loader:
@@ -336,16 +346,17 @@ class Task:
         when the model returns them); batch-level values (`loss`) are None there: the
         split's mean loss is what `loss` accumulates.
         """
-        if self.eval_lengths(dataset) is None:
-            for batch in self.eval_batches(dataset, device):
+        lengths = self.eval_lengths(dataset)
+        order = self.eval_batch_order(dataset, lengths)
+        batches = self.eval_batches(dataset, device, order)
+        if lengths is None:
+            for batch in batches:
                 out = model(**batch.inputs)
                 if loss is not None:
                     loss.add(out, batch.size)
                 yield batch, out
             return
-        order = self.eval_batch_order(dataset)
-        size = self.recipe.data.eval_batch_size or self.recipe.train.batch_size
-        batches = self.eval_batches(dataset, device)
+        size = self.eval_batch_size
         for start in range(0, len(order), EVAL_WINDOW_BATCHES):
             window = order[start:start + EVAL_WINDOW_BATCHES]
             metas, outs = [], []
